@@ -1,0 +1,2 @@
+//! The LocalLibrary demo (under construction).
+fn main() {}

@@ -1,0 +1,1 @@
+//! `session-cache`: part of the session crate family (under construction).

@@ -1,0 +1,968 @@
+//! The conformance suite: the behaviours every [`Store`] must show.
+//!
+//! Each check is a `pub async fn` taking a [`Factory`]; its doc comment quotes the
+//! sentence of the contract it enforces. [`conformance_tests!`](crate::conformance_tests)
+//! expands to one `#[tokio::test]` per check, so a failure names the behaviour and a single
+//! check runs by name (`cargo test create_never_overwrites`).
+//!
+//! Checks never skip silently: where a behaviour differs between server-side and
+//! client-side stores (see [`Capabilities`]), the check asserts the behaviour the store's
+//! capabilities promise instead.
+//!
+//! Every check opens its own namespace (a fresh table, key prefix, directory or cookie
+//! purpose), so checks run in parallel against one server without seeing each other.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::{Value, json};
+use time::{Duration, OffsetDateTime};
+
+use crate::{Capabilities, Data, Error, Expiry, Record, SessionKey, Store};
+
+/// Opens store handles for the checks.
+///
+/// Implemented for every `Fn(String) -> impl Future<Output = impl Store>`, so a factory is
+/// usually a closure: `|ns| async move { MyStore::open(&ns).await.unwrap() }`.
+#[async_trait]
+pub trait Factory: Send + Sync {
+    /// Opens a handle on namespace `ns` (an identifier of `[a-z0-9_]`, at most 32 bytes).
+    ///
+    /// Two calls with the same `ns` MUST return two independent handles on one medium
+    /// (records written through one are read through the other); different namespaces
+    /// MUST NOT see each other's records. Panic with a clear message when the medium is
+    /// unavailable: a check must fail loudly, never pass by returning early.
+    async fn open(&self, ns: &str) -> Arc<dyn Store>;
+
+    /// Removes what namespace `ns` left behind (drop a table, a directory). The default
+    /// does nothing.
+    async fn cleanup(&self, _ns: &str) {}
+}
+
+#[async_trait]
+impl<F, Fut, S> Factory for F
+where
+    F: Fn(String) -> Fut + Send + Sync,
+    Fut: Future<Output = S> + Send,
+    S: Store,
+{
+    async fn open(&self, ns: &str) -> Arc<dyn Store> {
+        Arc::new(self(ns.to_owned()).await)
+    }
+}
+
+/// A namespace no other check uses: `sc_` and twelve random `[a-z0-9]`.
+#[must_use]
+pub fn fresh_namespace() -> String {
+    format!("sc_{}", &SessionKey::generate().as_str()[..12])
+}
+
+/// One check's store, opened on a fresh namespace and cleaned up when the check ends.
+struct Fixture<'f> {
+    factory: &'f dyn Factory,
+    ns: String,
+    store: Arc<dyn Store>,
+    caps: Capabilities,
+}
+
+impl<'f> Fixture<'f> {
+    async fn new(factory: &'f dyn Factory) -> Self {
+        let ns = fresh_namespace();
+        let store = factory.open(&ns).await;
+        let caps = store.capabilities();
+        Self {
+            factory,
+            ns,
+            store,
+            caps,
+        }
+    }
+
+    async fn finish(self) {
+        drop(self.store);
+        self.factory.cleanup(&self.ns).await;
+    }
+}
+
+fn in_an_hour() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::hours(1)
+}
+
+fn an_hour_ago() -> OffsetDateTime {
+    OffsetDateTime::now_utc() - Duration::hours(1)
+}
+
+fn record(data: Value, expires_at: OffsetDateTime) -> Record {
+    let Value::Object(map) = data else {
+        panic!("test records are objects");
+    };
+    Record::new(map, expires_at)
+}
+
+fn one(key: &str, value: Value) -> Record {
+    let mut data = Data::new();
+    data.insert(key.to_owned(), value);
+    Record::new(data, in_an_hour())
+}
+
+async fn must_load(store: &dyn Store, key: &SessionKey) -> Record {
+    match store.load(key).await {
+        Ok(Some(r)) => r,
+        Ok(None) => panic!("a stored record loaded as None"),
+        Err(e) => panic!("load failed: {e}"),
+    }
+}
+
+async fn must_create(store: &dyn Store, record: &Record) -> SessionKey {
+    store
+        .create(record)
+        .await
+        .unwrap_or_else(|e| panic!("create failed: {e}"))
+}
+
+fn assert_same_instant(got: OffsetDateTime, want: OffsetDateTime) {
+    assert!(
+        (got - want).abs() < Duration::milliseconds(1),
+        "expires_at lost precision: stored {want}, loaded {got}"
+    );
+}
+
+fn assert_is<T: std::fmt::Debug>(got: crate::Result<T>, want: fn(&Error) -> bool, what: &str) {
+    match got {
+        Err(e) if want(&e) => {}
+        other => panic!("expected {what}, got {other:?}"),
+    }
+}
+
+/// "create/load round-trip of every JSON type": null, booleans, integers at the edges of
+/// `i64`/`u64`, floats, strings, arrays and nested objects come back equal.
+pub async fn create_then_load_round_trips_every_json_type(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let r = record(
+        json!({
+            "null": null, "yes": true, "no": false,
+            "zero": 0, "neg": i64::MIN, "big": u64::MAX, "float": -1.25e-7,
+            "text": "plain", "empty": "", "escapes": "quote \" backslash \\ newline \n tab \t nul \u{0}",
+            "list": [1, "two", [3.0], {"four": null}],
+            "nested": {"a": {"b": {"c": [true, false]}}},
+            "empty_list": [], "empty_map": {}
+        }),
+        in_an_hour(),
+    );
+    let key = must_create(&*fx.store, &r).await;
+    let back = must_load(&*fx.store, &key).await;
+    assert_eq!(
+        back.data, r.data,
+        "data changed on the way through the store"
+    );
+    fx.finish().await;
+}
+
+/// "unicode keys and values": non-ASCII keys and values, astral-plane characters included,
+/// come back byte for byte.
+pub async fn unicode_keys_and_values_round_trip(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let r = record(
+        json!({"ключ": "значение", "键": "值 🎉", "𝄞 clef": "e\u{301} vs é", "rtl": "שלום"}),
+        in_an_hour(),
+    );
+    let key = must_create(&*fx.store, &r).await;
+    assert_eq!(must_load(&*fx.store, &key).await.data, r.data);
+    fx.finish().await;
+}
+
+/// "empty records": a record with no entries is stored and loads as an empty dictionary.
+pub async fn empty_record_round_trips(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let r = Record::new(Data::new(), in_an_hour());
+    let key = must_create(&*fx.store, &r).await;
+    assert!(must_load(&*fx.store, &key).await.data.is_empty());
+    fx.finish().await;
+}
+
+/// "large (1 MiB) records": a server-side store keeps a 1 MiB record whole; a client-side
+/// store refuses it with `Error::TooLarge` rather than dropping it silently.
+pub async fn large_record_round_trips(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let letters = b"abcdefghijklmnopqrstuvwxyz";
+    let big: String = (0..(1usize << 20))
+        .map(|i| char::from(letters[i % 26]))
+        .collect();
+    let r = one("big", json!(big));
+    if fx.caps.server_side {
+        let key = must_create(&*fx.store, &r).await;
+        assert_eq!(must_load(&*fx.store, &key).await.data, r.data);
+    } else {
+        assert_is(
+            fx.store.create(&r).await,
+            |e| matches!(e, Error::TooLarge { .. }),
+            "Error::TooLarge",
+        );
+    }
+    fx.finish().await;
+}
+
+/// "create ... stores version 1": whatever version the record carries, the stored one is 1.
+pub async fn create_sets_version_one(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let mut r = one("a", json!(1));
+    r.version = 41;
+    let key = must_create(&*fx.store, &r).await;
+    assert_eq!(must_load(&*fx.store, &key).await.version, 1);
+    fx.finish().await;
+}
+
+/// "`create` generates the key itself": server-side keys have the generated shape
+/// (32 `[a-z0-9]`); every key is cookie-safe.
+pub async fn create_issues_well_formed_keys(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    assert!(
+        SessionKey::parse(key.as_str()).is_ok(),
+        "key is not cookie-safe"
+    );
+    if fx.caps.server_side {
+        assert!(
+            key.is_generated_shape(),
+            "server-side key of the wrong shape"
+        );
+    }
+    fx.finish().await;
+}
+
+/// "keys never collide across 10,000 creates".
+pub async fn keys_never_collide_across_10000_creates(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let tasks = 32;
+    let per_task = 10_000 / tasks + 1;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let store = fx.store.clone();
+        handles.push(tokio::spawn(async move {
+            let mut keys = Vec::with_capacity(per_task);
+            for i in 0..per_task {
+                let r = one("i", json!(t * per_task + i));
+                keys.push(must_create(&*store, &r).await.as_str().to_owned());
+            }
+            keys
+        }));
+    }
+    let mut seen = HashSet::new();
+    for h in handles {
+        for k in h
+            .await
+            .unwrap_or_else(|e| panic!("create task failed: {e}"))
+        {
+            assert!(seen.insert(k), "two creates returned the same key");
+        }
+    }
+    assert!(seen.len() >= 10_000);
+    fx.finish().await;
+}
+
+/// "create never overwrites": a second create leaves the first record as it was.
+pub async fn create_never_overwrites(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let a = must_create(&*fx.store, &one("who", json!("a"))).await;
+    let b = must_create(&*fx.store, &one("who", json!("b"))).await;
+    assert_ne!(a, b, "two creates returned one key");
+    assert_eq!(must_load(&*fx.store, &a).await.data["who"], "a");
+    assert_eq!(must_load(&*fx.store, &b).await.data["who"], "b");
+    fx.finish().await;
+}
+
+/// "load of unknown ... keys is `None` without error".
+pub async fn load_unknown_key_is_none(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let got = fx.store.load(&SessionKey::generate()).await;
+    assert!(matches!(got, Ok(None)), "unknown key: {got:?}");
+    fx.finish().await;
+}
+
+/// "load of ... malformed ... keys is `None` without error": traversal attempts, wrong
+/// case, wrong length, over-long and token-like values.
+pub async fn load_malformed_key_is_none(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    // Something stored, so a store that ignores the key entirely is caught too.
+    must_create(&*fx.store, &one("a", json!(1))).await;
+    let long = "a".repeat(4096);
+    for bad in [
+        "../../../../etc/passwd",
+        "/etc/passwd",
+        "..",
+        ".",
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345",
+        "abc",
+        "abcdefghijklmnopqrstuvwxyz0123456",
+        "*",
+        "%00",
+        "'OR'1'='1",
+        long.as_str(),
+    ] {
+        let key = SessionKey::parse(bad).unwrap_or_else(|_| panic!("{bad} should parse"));
+        let got = fx.store.load(&key).await;
+        assert!(matches!(got, Ok(None)), "malformed key {bad:.20}: {got:?}");
+    }
+    fx.finish().await;
+}
+
+/// "load of ... expired keys is `None` without error": a record created with an
+/// `expires_at` in the past is never returned.
+pub async fn load_expired_record_is_none(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &Record::new(Data::new(), an_hour_ago())).await;
+    let got = fx.store.load(&key).await;
+    assert!(matches!(got, Ok(None)), "expired record: {got:?}");
+    fx.finish().await;
+}
+
+/// "A record whose `expires_at` has passed MUST behave exactly like an absent one": a
+/// record that was live when written is gone once its instant passes.
+pub async fn record_expires_when_its_time_passes(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let mut r = one("a", json!(1));
+    r.expires_at = OffsetDateTime::now_utc() + Duration::milliseconds(300);
+    let key = must_create(&*fx.store, &r).await;
+    assert!(
+        fx.store.load(&key).await.ok().flatten().is_some(),
+        "gone too early"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let got = fx.store.load(&key).await;
+    assert!(matches!(got, Ok(None)), "still there after expiry: {got:?}");
+    fx.finish().await;
+}
+
+/// "`expiry`: a per-session override": every `Expiry` variant comes back as stored.
+pub async fn expiry_override_round_trips(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let at = crate::from_unix_millis(crate::unix_millis(in_an_hour())).unwrap_or_else(in_an_hour);
+    for e in [
+        Expiry::BrowserSession,
+        Expiry::OnInactivity(Duration::minutes(30)),
+        Expiry::AtDateTime(at),
+    ] {
+        let mut r = one("a", json!(1));
+        r.expiry = Some(e);
+        let key = must_create(&*fx.store, &r).await;
+        assert_eq!(must_load(&*fx.store, &key).await.expiry, Some(e));
+    }
+    fx.finish().await;
+}
+
+/// "Stores keep [`expires_at`] to at least millisecond precision".
+pub async fn expires_at_keeps_millisecond_precision(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let mut r = one("a", json!(1));
+    r.expires_at = in_an_hour() + Duration::milliseconds(123);
+    let key = must_create(&*fx.store, &r).await;
+    assert_same_instant(must_load(&*fx.store, &key).await.expires_at, r.expires_at);
+    fx.finish().await;
+}
+
+/// "`save` ... stores `version + 1`".
+pub async fn save_increments_version(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let mut key = must_create(&*fx.store, &one("n", json!(0))).await;
+    for n in 1..=3u64 {
+        let mut r = must_load(&*fx.store, &key).await;
+        assert_eq!(r.version, n);
+        std::sync::Arc::make_mut(&mut r.data).insert("n".into(), json!(n));
+        key = fx
+            .store
+            .save(&key, &r)
+            .await
+            .unwrap_or_else(|e| panic!("save failed: {e}"));
+    }
+    let r = must_load(&*fx.store, &key).await;
+    assert_eq!((r.version, r.data["n"].clone()), (4, json!(3)));
+    fx.finish().await;
+}
+
+/// "`save` ... replaces the record": keys removed from the data are gone after the save.
+pub async fn save_replaces_the_data(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &record(json!({"a": 1, "b": 2}), in_an_hour())).await;
+    let mut r = must_load(&*fx.store, &key).await;
+    std::sync::Arc::make_mut(&mut r.data).remove("a");
+    let key = fx
+        .store
+        .save(&key, &r)
+        .await
+        .unwrap_or_else(|e| panic!("save failed: {e}"));
+    let back = must_load(&*fx.store, &key).await;
+    assert_eq!(Value::Object((*back.data).clone()), json!({"b": 2}));
+    fx.finish().await;
+}
+
+/// "A different stored version is `Error::Conflict`": a save based on an older version
+/// fails and leaves the newer record in place.
+pub async fn save_with_stale_version_is_conflict(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("v", json!("first"))).await;
+    let base = must_load(&*fx.store, &key).await;
+    let mut winner = base.clone();
+    std::sync::Arc::make_mut(&mut winner.data).insert("v".into(), json!("winner"));
+    let key2 = fx
+        .store
+        .save(&key, &winner)
+        .await
+        .unwrap_or_else(|e| panic!("first save failed: {e}"));
+    let mut loser = base;
+    std::sync::Arc::make_mut(&mut loser.data).insert("v".into(), json!("loser"));
+    // The stale record is presented with the key its writer held.
+    let got = fx.store.save(&key, &loser).await;
+    if fx.caps.server_side {
+        assert_is(got, |e| matches!(e, Error::Conflict), "Error::Conflict");
+        assert_eq!(must_load(&*fx.store, &key).await.data["v"], "winner");
+    } else {
+        // A client-side store can only compare against the token it is given: the old
+        // token still holds version 1, so the stale save cannot be told apart. Against the
+        // newer token it must conflict.
+        assert!(
+            got.is_ok(),
+            "client-side save on its own token failed: {got:?}"
+        );
+        assert_is(
+            fx.store.save(&key2, &loser).await,
+            |e| matches!(e, Error::Conflict),
+            "Error::Conflict",
+        );
+        assert_eq!(must_load(&*fx.store, &key2).await.data["v"], "winner");
+    }
+    fx.finish().await;
+}
+
+/// "A different stored version is `Error::Conflict`": also a version from the future.
+pub async fn save_with_newer_version_is_conflict(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    let mut r = must_load(&*fx.store, &key).await;
+    r.version += 1;
+    assert_is(
+        fx.store.save(&key, &r).await,
+        |e| matches!(e, Error::Conflict),
+        "Error::Conflict",
+    );
+    assert_eq!(must_load(&*fx.store, &key).await.version, 1);
+    fx.finish().await;
+}
+
+/// "a missing ... key is `Error::NotFound`".
+pub async fn save_unknown_key_is_not_found(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let mut r = one("a", json!(1));
+    r.version = 1;
+    let unknown = SessionKey::generate();
+    assert_is(
+        fx.store.save(&unknown, &r).await,
+        |e| matches!(e, Error::NotFound),
+        "Error::NotFound",
+    );
+    assert!(
+        matches!(fx.store.load(&unknown).await, Ok(None)),
+        "save created a record"
+    );
+    fx.finish().await;
+}
+
+/// "a missing or expired key is `Error::NotFound`": an expired record is not revived.
+pub async fn save_expired_key_is_not_found(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &Record::new(Data::new(), an_hour_ago())).await;
+    let mut r = one("a", json!(1));
+    r.version = 1;
+    assert_is(
+        fx.store.save(&key, &r).await,
+        |e| matches!(e, Error::NotFound),
+        "Error::NotFound",
+    );
+    assert!(
+        matches!(fx.store.load(&key).await, Ok(None)),
+        "expired record revived"
+    );
+    fx.finish().await;
+}
+
+/// "the session was deleted, e.g. by a logout in another tab, and must not be
+/// resurrected". A client-side store cannot revoke a token the client keeps: for it the
+/// check asserts the documented replay instead.
+pub async fn save_after_delete_is_not_found(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("user", json!(7))).await;
+    let r = must_load(&*fx.store, &key).await;
+    fx.store
+        .delete(&key)
+        .await
+        .unwrap_or_else(|e| panic!("delete failed: {e}"));
+    let got = fx.store.save(&key, &r).await;
+    if fx.caps.server_side {
+        assert_is(got, |e| matches!(e, Error::NotFound), "Error::NotFound");
+        assert!(
+            matches!(fx.store.load(&key).await, Ok(None)),
+            "deleted session resurrected"
+        );
+    } else {
+        assert!(
+            got.is_ok(),
+            "client-side save of a replayed token failed: {got:?}"
+        );
+    }
+    fx.finish().await;
+}
+
+/// "`save` ... replaces the record": including its `expires_at`.
+pub async fn save_moves_expires_at(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    let mut r = must_load(&*fx.store, &key).await;
+    r.expires_at = in_an_hour() + Duration::hours(5);
+    let key = fx
+        .store
+        .save(&key, &r)
+        .await
+        .unwrap_or_else(|e| panic!("save failed: {e}"));
+    assert_same_instant(must_load(&*fx.store, &key).await.expires_at, r.expires_at);
+    fx.finish().await;
+}
+
+/// "A server-side store MUST refuse, without any I/O, every key that is not of the
+/// generated shape: ... `save` and `touch` fail with `Error::InvalidKey`" (a client-side
+/// store cannot decode such a key: `NotFound`).
+pub async fn save_and_touch_with_malformed_key_are_refused(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let mut r = one("a", json!(1));
+    r.version = 1;
+    for bad in ["../x", "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345", "short"] {
+        let key = SessionKey::parse(bad).unwrap_or_else(|_| panic!("{bad} should parse"));
+        let want: fn(&Error) -> bool = if fx.caps.server_side {
+            |e| matches!(e, Error::InvalidKey)
+        } else {
+            |e| matches!(e, Error::NotFound | Error::InvalidKey)
+        };
+        assert_is(fx.store.save(&key, &r).await, want, "a refused key");
+        assert_is(
+            fx.store.touch(&key, in_an_hour()).await,
+            want,
+            "a refused key",
+        );
+    }
+    fx.finish().await;
+}
+
+/// "`touch` moves only the expiry": data and version stay as they were.
+pub async fn touch_moves_only_the_expiry(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let r = record(json!({"a": [1, 2], "b": "x"}), in_an_hour());
+    let key = must_create(&*fx.store, &r).await;
+    let later = in_an_hour() + Duration::days(3) + Duration::milliseconds(7);
+    let key = fx
+        .store
+        .touch(&key, later)
+        .await
+        .unwrap_or_else(|e| panic!("touch failed: {e}"));
+    let back = must_load(&*fx.store, &key).await;
+    assert_eq!(back.data, r.data);
+    assert_eq!(back.version, 1, "touch changed the version");
+    assert_same_instant(back.expires_at, later);
+    fx.finish().await;
+}
+
+/// "`touch` ... `Error::NotFound` when the key is missing or expired".
+pub async fn touch_unknown_key_is_not_found(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    assert_is(
+        fx.store.touch(&SessionKey::generate(), in_an_hour()).await,
+        |e| matches!(e, Error::NotFound),
+        "Error::NotFound",
+    );
+    let expired = must_create(&*fx.store, &Record::new(Data::new(), an_hour_ago())).await;
+    assert_is(
+        fx.store.touch(&expired, in_an_hour()).await,
+        |e| matches!(e, Error::NotFound),
+        "Error::NotFound",
+    );
+    fx.finish().await;
+}
+
+/// "`touch` moves only the expiry": also into the past, which ends the session.
+pub async fn touch_into_the_past_expires_the_record(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    let key = match fx.store.touch(&key, an_hour_ago()).await {
+        Ok(k) => k,
+        Err(e) => panic!("touch failed: {e}"),
+    };
+    assert!(matches!(fx.store.load(&key).await, Ok(None)));
+    fx.finish().await;
+}
+
+/// "`delete` removes the record" (server-side); a client-side store cannot revoke the
+/// token, which keeps loading until it expires.
+pub async fn delete_removes_the_record(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    let other = must_create(&*fx.store, &one("b", json!(2))).await;
+    fx.store
+        .delete(&key)
+        .await
+        .unwrap_or_else(|e| panic!("delete failed: {e}"));
+    let got = fx.store.load(&key).await;
+    if fx.caps.server_side {
+        assert!(
+            matches!(got, Ok(None)),
+            "deleted record still loads: {got:?}"
+        );
+    } else {
+        assert!(
+            matches!(got, Ok(Some(_))),
+            "client-side token stopped loading: {got:?}"
+        );
+    }
+    assert_eq!(
+        must_load(&*fx.store, &other).await.data["b"],
+        2,
+        "delete hit another key"
+    );
+    fx.finish().await;
+}
+
+/// "delete is idempotent": deleting twice, an unknown key or a malformed key succeeds.
+pub async fn delete_is_idempotent(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    for k in [
+        key.clone(),
+        key,
+        SessionKey::generate(),
+        SessionKey::parse("../../x").unwrap_or_else(|_| SessionKey::generate()),
+    ] {
+        let got = fx.store.delete(&k).await;
+        assert!(got.is_ok(), "delete failed: {got:?}");
+    }
+    fx.finish().await;
+}
+
+/// "clear_expired removes exactly the expired records and reports their count".
+pub async fn clear_expired_removes_exactly_the_expired(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let mut expired = Vec::new();
+    for i in 0..7 {
+        let mut r = one("i", json!(i));
+        r.expires_at = OffsetDateTime::now_utc() + Duration::milliseconds(200);
+        expired.push(must_create(&*fx.store, &r).await);
+    }
+    let mut live = Vec::new();
+    for i in 0..5 {
+        live.push(must_create(&*fx.store, &one("i", json!(i))).await);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let removed = fx
+        .store
+        .clear_expired()
+        .await
+        .unwrap_or_else(|e| panic!("clear_expired failed: {e}"));
+    if fx.caps.expires_by_itself {
+        assert!(
+            removed <= 7,
+            "reported {removed} removals of 7 expired records"
+        );
+    } else {
+        assert_eq!(removed, 7, "wrong count of removed records");
+        assert_eq!(
+            fx.store.clear_expired().await.ok(),
+            Some(0),
+            "second pass found more"
+        );
+    }
+    for k in &expired {
+        assert!(matches!(fx.store.load(k).await, Ok(None)));
+    }
+    for k in &live {
+        must_load(&*fx.store, k).await;
+    }
+    fx.finish().await;
+}
+
+/// "clear_expired ... reports their count": zero on a store with nothing expired.
+pub async fn clear_expired_with_nothing_expired_is_zero(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    assert_eq!(fx.store.clear_expired().await.ok(), Some(0));
+    must_load(&*fx.store, &key).await;
+    fx.finish().await;
+}
+
+/// "concurrent creates ... from many tasks": all of them are kept.
+pub async fn concurrent_creates_are_all_kept(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let store = fx.store.clone();
+            tokio::spawn(async move { (i, must_create(&*store, &one("i", json!(i))).await) })
+        })
+        .collect();
+    for t in tasks {
+        let (i, key) = t.await.unwrap_or_else(|e| panic!("task failed: {e}"));
+        assert_eq!(must_load(&*fx.store, &key).await.data["i"], i);
+    }
+    fx.finish().await;
+}
+
+/// "save is compare-and-set ... concurrent saves from many tasks": of many saves based on
+/// one version, exactly one wins on a server-side store and the rest are `Conflict`.
+pub async fn concurrent_saves_of_one_version_have_one_winner(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("w", json!(-1))).await;
+    let base = must_load(&*fx.store, &key).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, key, mut r) = (fx.store.clone(), key.clone(), base.clone());
+            tokio::spawn(async move {
+                std::sync::Arc::make_mut(&mut r.data).insert("w".into(), json!(i));
+                (i, store.save(&key, &r).await)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| panic!("task failed: {e}")) {
+            (i, Ok(k)) => winners.push((i, k)),
+            (_, Err(Error::Conflict)) => {}
+            (_, Err(e)) => panic!("unexpected error: {e}"),
+        }
+    }
+    if fx.caps.server_side {
+        assert_eq!(
+            winners.len(),
+            1,
+            "{} saves of one version succeeded",
+            winners.len()
+        );
+        let r = must_load(&*fx.store, &key).await;
+        assert_eq!((r.version, r.data["w"].clone()), (2, json!(winners[0].0)));
+    } else {
+        assert_eq!(
+            winners.len(),
+            16,
+            "client-side saves on their own token must succeed"
+        );
+        for (i, k) in winners {
+            assert_eq!(must_load(&*fx.store, &k).await.data["w"], i);
+        }
+    }
+    fx.finish().await;
+}
+
+/// "concurrent ... saves from many tasks": saves of different sessions never interfere.
+pub async fn concurrent_saves_of_different_sessions_all_succeed(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = fx.store.clone();
+            tokio::spawn(async move {
+                let mut key = must_create(&*store, &one("n", json!(0))).await;
+                for n in 1..=5 {
+                    let mut r = must_load(&*store, &key).await;
+                    std::sync::Arc::make_mut(&mut r.data).insert("n".into(), json!(n));
+                    key = store
+                        .save(&key, &r)
+                        .await
+                        .unwrap_or_else(|e| panic!("save {i}/{n} failed: {e}"));
+                }
+                key
+            })
+        })
+        .collect();
+    for t in tasks {
+        let key = t.await.unwrap_or_else(|e| panic!("task failed: {e}"));
+        let r = must_load(&*fx.store, &key).await;
+        assert_eq!((r.version, r.data["n"].clone()), (6, json!(5)));
+    }
+    fx.finish().await;
+}
+
+/// "records written by one store handle are read by another handle on the same medium",
+/// and a compare-and-set through one handle is seen by the other.
+pub async fn second_handle_sees_the_same_records(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let other = fx.factory.open(&fx.ns).await;
+    let key = must_create(&*fx.store, &one("from", json!("first"))).await;
+    let mut r = must_load(&*other, &key).await;
+    assert_eq!(r.data["from"], "first");
+    std::sync::Arc::make_mut(&mut r.data).insert("from".into(), json!("second"));
+    let key = other
+        .save(&key, &r)
+        .await
+        .unwrap_or_else(|e| panic!("save through the second handle failed: {e}"));
+    let back = must_load(&*fx.store, &key).await;
+    assert_eq!(
+        (back.version, back.data["from"].clone()),
+        (2, json!("second"))
+    );
+    drop(other);
+    fx.finish().await;
+}
+
+/// "different namespaces never see each other's records" (tables, prefixes, directories,
+/// cookie purposes).
+pub async fn namespaces_are_isolated(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let ns = fresh_namespace();
+    let other = factory.open(&ns).await;
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    assert!(
+        matches!(other.load(&key).await, Ok(None)),
+        "another namespace saw the record"
+    );
+    other
+        .delete(&key)
+        .await
+        .unwrap_or_else(|e| panic!("delete failed: {e}"));
+    must_load(&*fx.store, &key).await;
+    drop(other);
+    factory.cleanup(&ns).await;
+    fx.finish().await;
+}
+
+/// "a read-only request must not write": loading leaves version and expiry as stored.
+pub async fn load_changes_nothing(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let r = one("a", json!(1));
+    let key = must_create(&*fx.store, &r).await;
+    let first = must_load(&*fx.store, &key).await;
+    let second = must_load(&*fx.store, &key).await;
+    assert_eq!((first.version, second.version), (1, 1));
+    assert_eq!(first.expires_at, second.expires_at);
+    assert_same_instant(second.expires_at, r.expires_at);
+    fx.finish().await;
+}
+
+/// Expands to one `#[tokio::test]` per conformance check, in a module of the given name.
+///
+/// The factory is any expression implementing
+/// [`Factory`](crate::conformance::Factory), usually an async closure from a namespace to a
+/// store. Add `ignore = "reason"` to mark every test of a store that needs a service; run
+/// them with `cargo test -- --include-ignored`, where a missing service fails loudly.
+///
+/// The calling crate needs `tokio` (features `macros`, `rt-multi-thread`) as a
+/// dev-dependency.
+///
+/// ```
+/// use session_core::MemoryStore;
+/// # use std::{collections::HashMap, sync::{Arc, Mutex}};
+/// # static STORES: Mutex<Option<HashMap<String, MemoryStore>>> = Mutex::new(None);
+/// # fn shared(ns: &str) -> MemoryStore {
+/// #     let mut map = STORES.lock().unwrap();
+/// #     map.get_or_insert_with(HashMap::new).entry(ns.to_owned()).or_default().clone()
+/// # }
+/// session_core::conformance_tests!(memory_store, |ns: String| async move { shared(&ns) });
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($name:ident, $factory:expr $(,)?) => {
+        $crate::conformance_tests!(@emit $name, $factory, []);
+    };
+    ($name:ident, $factory:expr, ignore = $reason:literal $(,)?) => {
+        $crate::conformance_tests!(@emit $name, $factory, [#[ignore = $reason]]);
+    };
+    (@emit $name:ident, $factory:expr, [$($attr:tt)*]) => {
+        #[allow(unreachable_pub, missing_docs)]
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::conformance_tests!(@tests $factory, [$($attr)*],
+                create_then_load_round_trips_every_json_type,
+                unicode_keys_and_values_round_trip,
+                empty_record_round_trips,
+                large_record_round_trips,
+                create_sets_version_one,
+                create_issues_well_formed_keys,
+                keys_never_collide_across_10000_creates,
+                create_never_overwrites,
+                load_unknown_key_is_none,
+                load_malformed_key_is_none,
+                load_expired_record_is_none,
+                record_expires_when_its_time_passes,
+                expiry_override_round_trips,
+                expires_at_keeps_millisecond_precision,
+                save_increments_version,
+                save_replaces_the_data,
+                save_with_stale_version_is_conflict,
+                save_with_newer_version_is_conflict,
+                save_unknown_key_is_not_found,
+                save_expired_key_is_not_found,
+                save_after_delete_is_not_found,
+                save_moves_expires_at,
+                save_and_touch_with_malformed_key_are_refused,
+                touch_moves_only_the_expiry,
+                touch_unknown_key_is_not_found,
+                touch_into_the_past_expires_the_record,
+                delete_removes_the_record,
+                delete_is_idempotent,
+                clear_expired_removes_exactly_the_expired,
+                clear_expired_with_nothing_expired_is_zero,
+                concurrent_creates_are_all_kept,
+                concurrent_saves_of_one_version_have_one_winner,
+                concurrent_saves_of_different_sessions_all_succeed,
+                second_handle_sees_the_same_records,
+                namespaces_are_isolated,
+                load_changes_nothing,
+            );
+        }
+    };
+    (@tests $factory:expr, $attrs:tt, $($check:ident),* $(,)?) => {
+        $( $crate::conformance_tests!(@one $factory, $attrs, $check); )*
+    };
+    (@one $factory:expr, [$($attr:tt)*], $check:ident) => {
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $($attr)*
+        async fn $check() {
+            let factory = $factory;
+            $crate::conformance::$check(&factory).await;
+        }
+    };
+}
+
+/// The names of every check, in the order the macro emits them.
+pub const CHECKS: &[&str] = &[
+    "create_then_load_round_trips_every_json_type",
+    "unicode_keys_and_values_round_trip",
+    "empty_record_round_trips",
+    "large_record_round_trips",
+    "create_sets_version_one",
+    "create_issues_well_formed_keys",
+    "keys_never_collide_across_10000_creates",
+    "create_never_overwrites",
+    "load_unknown_key_is_none",
+    "load_malformed_key_is_none",
+    "load_expired_record_is_none",
+    "record_expires_when_its_time_passes",
+    "expiry_override_round_trips",
+    "expires_at_keeps_millisecond_precision",
+    "save_increments_version",
+    "save_replaces_the_data",
+    "save_with_stale_version_is_conflict",
+    "save_with_newer_version_is_conflict",
+    "save_unknown_key_is_not_found",
+    "save_expired_key_is_not_found",
+    "save_after_delete_is_not_found",
+    "save_moves_expires_at",
+    "save_and_touch_with_malformed_key_are_refused",
+    "touch_moves_only_the_expiry",
+    "touch_unknown_key_is_not_found",
+    "touch_into_the_past_expires_the_record",
+    "delete_removes_the_record",
+    "delete_is_idempotent",
+    "clear_expired_removes_exactly_the_expired",
+    "clear_expired_with_nothing_expired_is_zero",
+    "concurrent_creates_are_all_kept",
+    "concurrent_saves_of_one_version_have_one_winner",
+    "concurrent_saves_of_different_sessions_all_succeed",
+    "second_handle_sees_the_same_records",
+    "namespaces_are_isolated",
+    "load_changes_nothing",
+];

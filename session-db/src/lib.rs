@@ -1,0 +1,1 @@
+//! `session-db`: part of the session crate family (under construction).

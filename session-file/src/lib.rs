@@ -1,0 +1,1 @@
+//! `session-file`: part of the session crate family (under construction).

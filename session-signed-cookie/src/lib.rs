@@ -1,0 +1,1 @@
+//! `session-signed-cookie`: part of the session crate family (under construction).

@@ -1,0 +1,1 @@
+//! `session-tower`: part of the session crate family (under construction).

@@ -1,0 +1,1 @@
+//! `sessions`: part of the session crate family (under construction).
