@@ -1,21 +1,26 @@
 #![doc = include_str!("../README.md")]
-#![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod config;
 mod error;
 mod expiry;
 mod key;
+mod manager;
 mod memory;
 mod record;
+mod session;
 mod store;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use config::{SameSite, SessionConfig, SessionConfigBuilder};
 pub use error::{BoxError, ConfigError, Error, Result};
 pub use expiry::Expiry;
 pub use key::{GENERATED_KEY_LEN, MAX_KEY_LEN, SessionKey, StorageId};
+pub use manager::{Commit, CookieAction, LazySession, SessionManager, SetCookie};
 pub use memory::MemoryStore;
 pub use record::{Data, FrameHeader, Record, from_unix_millis, unix_millis};
+pub use session::{Session, TEST_COOKIE_NAME, TEST_COOKIE_VALUE};
 pub use store::{Capabilities, Store};
 
 /// Re-exported so stores and applications name the same versions.

@@ -21,17 +21,14 @@ use crate::{Capabilities, Error, Record, Result, SessionKey, StorageId, Store};
 /// use session_core::{MemoryStore, Record, Store};
 /// use time::{Duration, OffsetDateTime};
 ///
-/// # tokio_test();
-/// # fn tokio_test() { futures_executor(async {
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), session_core::Error> {
 /// let store = MemoryStore::new();
 /// let record = Record::new(Default::default(), OffsetDateTime::now_utc() + Duration::hours(1));
 /// let key = store.create(&record).await?;
 /// let loaded = store.load(&key).await?.expect("stored");
 /// assert_eq!(loaded.version, 1);
-/// # Ok::<(), session_core::Error>(()) }) }
-/// # fn futures_executor<F: std::future::Future<Output = Result<(), session_core::Error>>>(f: F) {
-/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f).unwrap();
-/// # }
+/// # Ok(()) }
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryStore {

@@ -1,0 +1,473 @@
+//! The per-request session dictionary.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+use crate::{Data, Error, Expiry, Record, Result, SessionKey};
+
+/// The key [`Session::set_test_cookie`] writes (Django's `TEST_COOKIE_NAME`).
+pub const TEST_COOKIE_NAME: &str = "testcookie";
+/// The value [`Session::set_test_cookie`] writes (Django's `TEST_COOKIE_VALUE`).
+pub const TEST_COOKIE_VALUE: &str = "worked";
+
+/// One browser's session during one request: a dictionary of JSON values.
+///
+/// A cheap, cloneable handle: the middleware and the handler hold clones of one session.
+/// Its methods are synchronous because the data is loaded before the handler sees it
+/// (see [`LazySession::load`](crate::LazySession::load)); nothing reaches the store until
+/// [`SessionManager::commit`](crate::SessionManager::commit).
+///
+/// It follows Django's `request.session`: reading marks it *accessed* (the response then
+/// varies on `Cookie`), writing marks it *modified* (the commit then saves it). It also
+/// remembers which keys this request changed, so that when another request of the same
+/// browser saved first, the commit re-applies exactly these changes to the newer record
+/// instead of overwriting it.
+///
+/// # Examples
+///
+/// ```
+/// use session_core::{MemoryStore, SessionConfig, SessionManager};
+/// use std::sync::Arc;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), session_core::Error> {
+/// let manager = SessionManager::new(Arc::new(MemoryStore::new()), SessionConfig::default());
+/// let session = manager.lazy(None).load().await?;
+///
+/// session.insert("visits", 1)?;
+/// assert_eq!(session.get::<u32>("visits")?, Some(1));
+/// let cart = session.get_or_insert_with("cart", Vec::<String>::new)?;
+/// assert!(cart.is_empty());
+/// assert!(session.is_modified());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    state: Arc<Mutex<State>>,
+}
+
+/// A change this request made to one key: `Some` set it, `None` removed it.
+type Changes = HashMap<String, Option<Value>>;
+
+#[derive(Clone)]
+pub(crate) struct State {
+    /// The key the session was loaded under (`None` for a new session).
+    pub(crate) key: Option<SessionKey>,
+    pub(crate) data: Arc<Data>,
+    pub(crate) expiry: Option<Expiry>,
+    /// `expires_at` as loaded (`None` for a new session).
+    pub(crate) expires_at: Option<OffsetDateTime>,
+    pub(crate) version: u64,
+    /// This request's writes, key by key, for re-applying after a conflict.
+    pub(crate) changes: Changes,
+    /// `clear` (or `flush`) ran: the changes apply to an empty dictionary.
+    pub(crate) cleared: bool,
+    pub(crate) expiry_changed: bool,
+    pub(crate) modified: bool,
+    pub(crate) accessed: bool,
+    /// `flush` ran: the stored session is deleted at commit.
+    pub(crate) flushed_key: Option<SessionKey>,
+    /// `cycle_key` ran: the data moves to a new key at commit.
+    pub(crate) cycle: bool,
+    pub(crate) default_age: Duration,
+    pub(crate) browser_close_default: bool,
+}
+
+impl State {
+    pub(crate) fn new(default_age: Duration, browser_close_default: bool) -> Self {
+        Self {
+            key: None,
+            data: Arc::new(Data::new()),
+            expiry: None,
+            expires_at: None,
+            version: 0,
+            changes: Changes::new(),
+            cleared: false,
+            expiry_changed: false,
+            modified: false,
+            accessed: false,
+            flushed_key: None,
+            cycle: false,
+            default_age,
+            browser_close_default,
+        }
+    }
+
+    pub(crate) fn loaded(mut self, key: SessionKey, record: Record) -> Self {
+        self.key = Some(key);
+        self.data = record.data;
+        self.expiry = record.expiry;
+        self.expires_at = Some(record.expires_at);
+        self.version = record.version;
+        self
+    }
+
+    /// Applies this request's changes on top of `base` (a newer stored dictionary).
+    pub(crate) fn reapply(&self, base: Arc<Data>) -> Arc<Data> {
+        let mut data = if self.cleared {
+            Arc::new(Data::new())
+        } else {
+            base
+        };
+        if !self.changes.is_empty() {
+            let map = Arc::make_mut(&mut data);
+            for (k, change) in &self.changes {
+                match change {
+                    Some(v) => map.insert(k.clone(), v.clone()),
+                    None => map.remove(k),
+                };
+            }
+        }
+        data
+    }
+
+    /// The expiry instant of a record saved now.
+    pub(crate) fn expires_at_if_saved_now(&self, now: OffsetDateTime) -> OffsetDateTime {
+        match self.expiry {
+            Some(e) => e.expires_at(now, self.default_age),
+            None => now + self.default_age,
+        }
+    }
+
+    pub(crate) fn is_browser_session(&self) -> bool {
+        match self.expiry {
+            Some(e) => e.is_browser_session(),
+            None => self.browser_close_default,
+        }
+    }
+
+    /// Records that this request has just been written to the store: `record` now stands
+    /// under `key` with the stored version `version`.
+    pub(crate) fn committed(&mut self, key: Option<SessionKey>, record: Option<(&Record, u64)>) {
+        self.key = key;
+        if let Some((r, version)) = record {
+            self.data = r.data.clone();
+            self.expiry = r.expiry;
+            self.expires_at = Some(r.expires_at);
+            self.version = version;
+        } else {
+            self.expires_at = None;
+            self.version = 0;
+        }
+        self.changes.clear();
+        self.cleared = false;
+        self.expiry_changed = false;
+        self.modified = false;
+        self.flushed_key = None;
+        self.cycle = false;
+    }
+
+    fn set(&mut self, key: String, value: Value) -> Option<Value> {
+        self.accessed = true;
+        self.modified = true;
+        self.changes.insert(key.clone(), Some(value.clone()));
+        Arc::make_mut(&mut self.data).insert(key, value)
+    }
+
+    fn unset(&mut self, key: &str) -> Option<Value> {
+        self.accessed = true;
+        if !self.data.contains_key(key) {
+            return None;
+        }
+        self.modified = true;
+        self.changes.insert(key.to_owned(), None);
+        Arc::make_mut(&mut self.data).remove(key)
+    }
+}
+
+impl Session {
+    pub(crate) fn from_state(state: State) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(state)),
+        }
+    }
+
+    // No method panics while holding the lock, and every mutation is completed before the
+    // guard drops; a poisoned lock therefore holds consistent state.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Data) -> T) -> T {
+        let mut st = self.lock();
+        st.accessed = true;
+        f(&st.data)
+    }
+
+    /// The value under `key`, deserialized as `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the stored value does not deserialize as `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.get_value(key)
+            .map(|v| serde_json::from_value(v).map_err(Error::codec))
+            .transpose()
+    }
+
+    /// The raw JSON value under `key`.
+    #[must_use]
+    pub fn get_value(&self, key: &str) -> Option<Value> {
+        self.read(|d| d.get(key).cloned())
+    }
+
+    /// Sets `key` to `value` and returns the previous raw value (Django `session[key] = v`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if `value` does not serialize to JSON (e.g. a map with non-string
+    /// keys); the session is then unchanged.
+    pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<Option<Value>> {
+        let value = serde_json::to_value(value).map_err(Error::codec)?;
+        Ok(self.insert_value(key, value))
+    }
+
+    /// Sets `key` to a raw JSON value and returns the previous one.
+    pub fn insert_value(&self, key: impl Into<String>, value: Value) -> Option<Value> {
+        self.lock().set(key.into(), value)
+    }
+
+    /// Removes `key` and returns its value (Django `pop`). Removing an absent key does not
+    /// mark the session modified.
+    pub fn remove(&self, key: &str) -> Option<Value> {
+        self.lock().unset(key)
+    }
+
+    /// Removes `key` and returns its value deserialized as `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the removed value does not deserialize as `T` (it is removed all
+    /// the same).
+    pub fn remove_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.remove(key)
+            .map(|v| serde_json::from_value(v).map_err(Error::codec))
+            .transpose()
+    }
+
+    /// Whether `key` is set (Django `key in session`).
+    #[must_use]
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.read(|d| d.contains_key(key))
+    }
+
+    /// The keys, in order.
+    #[must_use]
+    pub fn keys(&self) -> Vec<String> {
+        self.read(|d| d.keys().cloned().collect())
+    }
+
+    /// The values, in key order.
+    #[must_use]
+    pub fn values(&self) -> Vec<Value> {
+        self.read(|d| d.values().cloned().collect())
+    }
+
+    /// A snapshot of the entries, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (String, Value)> + use<> {
+        let snapshot = self.snapshot();
+        let entries: Vec<(String, Value)> = snapshot
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        entries.into_iter()
+    }
+
+    /// The whole dictionary as it is now, shared (no copy).
+    #[must_use]
+    pub fn snapshot(&self) -> Arc<Data> {
+        let mut st = self.lock();
+        st.accessed = true;
+        st.data.clone()
+    }
+
+    /// How many entries there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.read(Data::len)
+    }
+
+    /// Whether there are no entries. At commit, an empty session is deleted from the store
+    /// and its cookie removed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.read(Data::is_empty)
+    }
+
+    /// Removes every entry, keeping the key (Django `clear`).
+    pub fn clear(&self) {
+        let mut st = self.lock();
+        st.accessed = true;
+        if !st.data.is_empty() {
+            st.modified = true;
+            st.cleared = true;
+            st.changes.clear();
+            st.data = Arc::new(Data::new());
+        }
+    }
+
+    /// Sets every entry of `entries` (Django `update`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if a value does not serialize; entries before it are set.
+    pub fn extend<K, V, I>(&self, entries: I) -> Result<()>
+    where
+        K: Into<String>,
+        V: Serialize,
+        I: IntoIterator<Item = (K, V)>,
+    {
+        for (k, v) in entries {
+            self.insert(k, v)?;
+        }
+        Ok(())
+    }
+
+    /// The value under `key`, after inserting `default()` if it was absent (Django
+    /// `setdefault`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the default does not serialize or the stored value does not
+    /// deserialize as `T`.
+    pub fn get_or_insert_with<T, F>(&self, key: &str, default: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> T,
+    {
+        if let Some(v) = self.get_value(key) {
+            return serde_json::from_value(v).map_err(Error::codec);
+        }
+        let value = default();
+        self.insert(key, &value)?;
+        Ok(value)
+    }
+
+    /// Drops the data and the key (logout): at commit the stored session is deleted and the
+    /// cookie removed; anything inserted afterwards goes to a new session under a new key.
+    pub fn flush(&self) {
+        let mut st = self.lock();
+        st.accessed = true;
+        st.modified = true;
+        if let Some(key) = st.key.take() {
+            st.flushed_key = Some(key);
+        }
+        st.data = Arc::new(Data::new());
+        st.changes.clear();
+        st.cleared = true;
+        st.expiry = None;
+        st.expires_at = None;
+        st.version = 0;
+        st.cycle = false;
+    }
+
+    /// Keeps the data under a new key (call on login, against session fixation). At commit
+    /// the data is stored under a fresh key and the old key is deleted.
+    pub fn cycle_key(&self) {
+        let mut st = self.lock();
+        st.accessed = true;
+        st.modified = true;
+        st.cycle = true;
+    }
+
+    /// Overrides the configured expiry for this session; `None` returns to the configured
+    /// policy (Django `set_expiry`).
+    pub fn set_expiry(&self, expiry: Option<Expiry>) {
+        let mut st = self.lock();
+        st.accessed = true;
+        st.modified = true;
+        st.expiry = expiry;
+        st.expiry_changed = true;
+    }
+
+    /// The per-session expiry override, if any.
+    #[must_use]
+    pub fn expiry(&self) -> Option<Expiry> {
+        self.lock().expiry
+    }
+
+    /// Seconds until the session would expire if saved now (Django `get_expiry_age`).
+    #[must_use]
+    pub fn expiry_age(&self) -> Duration {
+        let now = OffsetDateTime::now_utc();
+        self.lock().expires_at_if_saved_now(now) - now
+    }
+
+    /// When the session would expire if saved now (Django `get_expiry_date`).
+    #[must_use]
+    pub fn expiry_date(&self) -> OffsetDateTime {
+        self.lock()
+            .expires_at_if_saved_now(OffsetDateTime::now_utc())
+    }
+
+    /// Whether the cookie ends with the browser session (Django
+    /// `get_expire_at_browser_close`).
+    #[must_use]
+    pub fn expires_at_browser_close(&self) -> bool {
+        self.lock().is_browser_session()
+    }
+
+    /// Sets the test entry, to check on the next request that the browser keeps cookies.
+    pub fn set_test_cookie(&self) {
+        self.insert_value(TEST_COOKIE_NAME, Value::from(TEST_COOKIE_VALUE));
+    }
+
+    /// Whether the test entry set on an earlier request came back.
+    #[must_use]
+    pub fn test_cookie_worked(&self) -> bool {
+        self.get_value(TEST_COOKIE_NAME)
+            .as_ref()
+            .and_then(Value::as_str)
+            == Some(TEST_COOKIE_VALUE)
+    }
+
+    /// Removes the test entry.
+    pub fn delete_test_cookie(&self) {
+        self.remove(TEST_COOKIE_NAME);
+    }
+
+    /// Whether this request changed the session (the commit will save it).
+    #[must_use]
+    pub fn is_modified(&self) -> bool {
+        self.lock().modified
+    }
+
+    /// Whether this request read or wrote the session (the response varies on `Cookie`).
+    #[must_use]
+    pub fn is_accessed(&self) -> bool {
+        self.lock().accessed
+    }
+
+    /// The key the client holds for this session, if it has been stored. `None` for a new
+    /// session until its first commit, and after [`flush`](Self::flush).
+    #[must_use]
+    pub fn key(&self) -> Option<SessionKey> {
+        self.lock().key.clone()
+    }
+
+    /// The stored version this request's data is based on (0 for a new session).
+    #[must_use]
+    pub fn version(&self) -> u64 {
+        self.lock().version
+    }
+}
+
+impl fmt::Debug for Session {
+    // Values may be secrets: show the shape only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.lock();
+        f.debug_struct("Session")
+            .field("key", &st.key)
+            .field("entries", &st.data.len())
+            .field("version", &st.version)
+            .field("modified", &st.modified)
+            .field("accessed", &st.accessed)
+            .finish_non_exhaustive()
+    }
+}
