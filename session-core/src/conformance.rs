@@ -352,7 +352,7 @@ pub async fn expiry_override_round_trips(factory: &dyn Factory) {
     fx.finish().await;
 }
 
-/// "Stores keep [`expires_at`] to at least millisecond precision".
+/// "Stores keep `expires_at` to at least millisecond precision".
 pub async fn expires_at_keeps_millisecond_precision(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
     let mut r = one("a", json!(1));
