@@ -1,0 +1,379 @@
+//! The cookie format: sealing a record into a token and opening a token again.
+//!
+//! ```text
+//! signed:    format(1) ‖ mode(1) ‖ key id(4) ‖ body ‖ HMAC-SHA256 tag(32)
+//! encrypted: format(1) ‖ mode(1) ‖ key id(4) ‖ nonce(12) ‖ AES-256-GCM(body) ‖ tag(16)
+//! body:      version(u64 BE) ‖ expires_at(i64 BE, Unix ms) ‖ payload
+//! AD:        format ‖ mode ‖ key id ‖ len(cookie name)(u16 BE) ‖ cookie name
+//! ```
+//!
+//! The HMAC covers `AD ‖ body`; AES-GCM takes `AD` as its associated data. The whole
+//! token is base64url without padding.
+
+use std::ops::Range;
+
+use aes_gcm::aead::AeadInPlace;
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use session_core::{Error, Record, Result, SessionKey, from_unix_millis, unix_millis};
+use sha2::Sha256;
+use time::OffsetDateTime;
+
+use crate::Mode;
+use crate::keys::{KEY_ID_LEN, Key, Material};
+
+/// The format byte every token starts with.
+pub(crate) const FORMAT: u8 = 1;
+/// Mode byte of a signed token.
+pub(crate) const MODE_SIGNED: u8 = 0x01;
+/// Mode byte of an encrypted token.
+pub(crate) const MODE_ENCRYPTED: u8 = 0x02;
+/// Flag in the mode byte: the payload is raw deflate (signed mode only).
+pub(crate) const FLAG_DEFLATE: u8 = 0x10;
+
+pub(crate) const HEADER_LEN: usize = 2 + KEY_ID_LEN;
+pub(crate) const NONCE_LEN: usize = 12;
+const BODY_HEADER_LEN: usize = 16;
+const MAC_LEN: usize = 32;
+const GCM_TAG_LEN: usize = 16;
+
+/// Where the session is refused: browsers keep at most this many bytes of a cookie's
+/// name, value and attributes (RFC 6265, section 6.1).
+pub const COOKIE_SIZE_LIMIT: usize = 4096;
+
+/// Payloads this short are not worth a compression attempt.
+#[cfg(feature = "compression")]
+const COMPRESS_MIN_LEN: usize = 128;
+
+/// The payload a new token carries.
+pub(crate) enum Payload<'a> {
+    /// Encode this record's data and expiry.
+    Record(&'a Record),
+    /// Carry the payload bytes of an opened token over as they are (`touch`).
+    Stored { bytes: &'a [u8], deflated: bool },
+}
+
+/// Where the nonce of an encrypted token comes from.
+#[derive(Clone, Copy)]
+pub(crate) enum NonceSource {
+    /// The OS CSPRNG: the only source outside tests.
+    Random,
+    /// A fixed nonce, so known-answer tests can pin the encrypted format.
+    #[cfg(test)]
+    Fixed([u8; NONCE_LEN]),
+}
+
+/// A token whose tag verified and whose expiry has not passed.
+pub(crate) struct Opened {
+    raw: Vec<u8>,
+    payload: Range<usize>,
+    deflated: bool,
+    pub(crate) version: u64,
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+impl Opened {
+    /// The payload as it travels in the token (possibly deflated).
+    pub(crate) fn stored_payload(&self) -> (&[u8], bool) {
+        (&self.raw[self.payload.clone()], self.deflated)
+    }
+
+    /// Decodes the record.
+    pub(crate) fn into_record(self) -> Result<Record> {
+        let stored = &self.raw[self.payload.clone()];
+        if self.deflated {
+            let inflated = crate::compression::inflate(stored)
+                .ok_or_else(|| Error::codec("a deflated session payload does not inflate"))?;
+            Record::decode_payload(&inflated, self.expires_at, self.version)
+        } else {
+            Record::decode_payload(stored, self.expires_at, self.version)
+        }
+    }
+}
+
+/// Seals and opens the tokens of one store (one mode, one cookie name, its keys).
+pub(crate) struct Codec {
+    mode: Mode,
+    /// `keys[0]` seals; all of them open.
+    keys: Vec<Key>,
+    /// `len(cookie name) (u16 BE) ‖ cookie name`: the tail of the associated data.
+    name_block: Box<[u8]>,
+    cookie_name: Box<str>,
+    attribute_allowance: usize,
+    /// Longest token this codec can have issued; anything longer is refused unread.
+    max_token_len: usize,
+    /// Shortest token this codec can have issued.
+    min_token_len: usize,
+    compression: bool,
+}
+
+impl Codec {
+    /// `keys` is non-empty; the builder checked that the name and allowance leave room.
+    pub(crate) fn new(
+        mode: Mode,
+        keys: Vec<Key>,
+        cookie_name: &str,
+        attribute_allowance: usize,
+        compression: bool,
+    ) -> Self {
+        let mut name_block = Vec::with_capacity(2 + cookie_name.len());
+        // The builder limits names to 256 bytes.
+        let name_len = u16::try_from(cookie_name.len()).unwrap_or(u16::MAX);
+        name_block.extend_from_slice(&name_len.to_be_bytes());
+        name_block.extend_from_slice(cookie_name.as_bytes());
+        Self {
+            mode,
+            keys,
+            name_block: name_block.into_boxed_slice(),
+            cookie_name: cookie_name.into(),
+            attribute_allowance,
+            max_token_len: max_value_len(cookie_name.len(), attribute_allowance),
+            min_token_len: base64_len(overhead(mode)),
+            compression: compression && mode == Mode::Signed,
+        }
+    }
+
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub(crate) fn cookie_name(&self) -> &str {
+        &self.cookie_name
+    }
+
+    pub(crate) fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    pub(crate) fn attribute_allowance(&self) -> usize {
+        self.attribute_allowance
+    }
+
+    pub(crate) fn max_token_len(&self) -> usize {
+        self.max_token_len
+    }
+
+    pub(crate) fn compression(&self) -> bool {
+        self.compression
+    }
+
+    /// Seals a token under the current key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooLarge`] when `name=value` plus the attribute allowance exceeds
+    /// [`COOKIE_SIZE_LIMIT`]; [`Error::Backend`] when the OS CSPRNG fails;
+    /// [`Error::Codec`] when the payload does not encode.
+    pub(crate) fn seal(
+        &self,
+        version: u64,
+        expires_at: OffsetDateTime,
+        payload: Payload<'_>,
+        nonce: NonceSource,
+    ) -> Result<SessionKey> {
+        let Some(key) = self.keys.first() else {
+            return Err(Error::codec("the cookie store has no key"));
+        };
+        let prefix = prefix_len(self.mode);
+        let estimate = match &payload {
+            Payload::Record(_) => 256,
+            Payload::Stored { bytes, .. } => bytes.len(),
+        };
+        let mut raw = Vec::with_capacity(overhead(self.mode) + estimate);
+        raw.push(FORMAT);
+        raw.push(self.mode.byte());
+        raw.extend_from_slice(&key.id);
+        if self.mode == Mode::Encrypted {
+            let mut n = [0u8; NONCE_LEN];
+            match nonce {
+                NonceSource::Random => {
+                    getrandom::fill(&mut n).map_err(|e| Error::backend("signed-cookie", e))?;
+                }
+                #[cfg(test)]
+                NonceSource::Fixed(fixed) => n = fixed,
+            }
+            raw.extend_from_slice(&n);
+        }
+        raw.extend_from_slice(&version.to_be_bytes());
+        raw.extend_from_slice(&unix_millis(expires_at).to_be_bytes());
+        let payload_start = raw.len();
+        match payload {
+            Payload::Record(record) => {
+                record.write_payload(&mut raw)?;
+                if self.compression {
+                    self.maybe_deflate(&mut raw, payload_start);
+                }
+            }
+            Payload::Stored { bytes, deflated } => {
+                raw.extend_from_slice(bytes);
+                if deflated && self.mode == Mode::Signed {
+                    raw[1] |= FLAG_DEFLATE;
+                }
+            }
+        }
+
+        let tag_len = tag_len(self.mode);
+        let size = self.cookie_name.len() + 1 + base64_len(raw.len() + tag_len) + self.attribute_allowance;
+        if size > COOKIE_SIZE_LIMIT {
+            return Err(Error::TooLarge {
+                size,
+                limit: COOKIE_SIZE_LIMIT,
+            });
+        }
+
+        match &key.material {
+            Material::Mac(k) => {
+                let mut mac = new_mac(k).ok_or_else(|| Error::codec("HMAC key refused"))?;
+                mac.update(&raw[..HEADER_LEN]);
+                mac.update(&self.name_block);
+                mac.update(&raw[prefix..]);
+                raw.extend_from_slice(&mac.finalize().into_bytes());
+            }
+            Material::Aead(cipher) => {
+                let (head, body) = raw.split_at_mut(prefix);
+                let aad = self.associated_data(&head[..HEADER_LEN]);
+                let nonce = Nonce::from_slice(&head[HEADER_LEN..]);
+                let tag = seal_gcm(cipher, nonce, &aad, body)?;
+                raw.extend_from_slice(&tag);
+            }
+        }
+        let token = URL_SAFE_NO_PAD.encode(&raw);
+        SessionKey::parse(&token)
+    }
+
+    /// Opens a token: `None` for anything this store did not issue, anything tampered
+    /// with, and anything expired at `now`. Which check failed is not told.
+    pub(crate) fn open(&self, token: &str, now: OffsetDateTime) -> Option<Opened> {
+        // Before any decoding: only lengths we can have issued.
+        if token.len() > self.max_token_len || token.len() < self.min_token_len {
+            return None;
+        }
+        let mut raw = URL_SAFE_NO_PAD.decode(token).ok()?;
+        if raw.len() < overhead(self.mode) || raw[0] != FORMAT {
+            return None;
+        }
+        let deflated = match (self.mode, raw[1]) {
+            (Mode::Signed, MODE_SIGNED) | (Mode::Encrypted, MODE_ENCRYPTED) => false,
+            (Mode::Signed, b) if b == MODE_SIGNED | FLAG_DEFLATE && cfg!(feature = "compression") => {
+                true
+            }
+            _ => return None,
+        };
+        let key = self
+            .keys
+            .iter()
+            .find(|k| raw[2..HEADER_LEN] == k.id[..])?;
+        let prefix = prefix_len(self.mode);
+        let tag_at = raw.len() - tag_len(self.mode);
+        match &key.material {
+            Material::Mac(k) => {
+                let mut mac = new_mac(k)?;
+                mac.update(&raw[..HEADER_LEN]);
+                mac.update(&self.name_block);
+                mac.update(&raw[prefix..tag_at]);
+                mac.verify_slice(&raw[tag_at..]).ok()?;
+            }
+            Material::Aead(cipher) => {
+                let (head, rest) = raw.split_at_mut(prefix);
+                let (body, tag) = rest.split_at_mut(tag_at - prefix);
+                let aad = self.associated_data(&head[..HEADER_LEN]);
+                let nonce = Nonce::from_slice(&head[HEADER_LEN..]);
+                cipher
+                    .decrypt_in_place_detached(nonce, &aad, body, (&*tag).into())
+                    .ok()?;
+            }
+        }
+        let mut version = [0u8; 8];
+        version.copy_from_slice(&raw[prefix..prefix + 8]);
+        let mut millis = [0u8; 8];
+        millis.copy_from_slice(&raw[prefix + 8..prefix + BODY_HEADER_LEN]);
+        let expires_at = from_unix_millis(i64::from_be_bytes(millis))?;
+        if expires_at <= now {
+            return None;
+        }
+        Some(Opened {
+            payload: prefix + BODY_HEADER_LEN..tag_at,
+            raw,
+            deflated,
+            version: u64::from_be_bytes(version),
+            expires_at,
+        })
+    }
+
+    /// `header ‖ name block`, the associated data of the encrypted mode.
+    fn associated_data(&self, header: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(HEADER_LEN + self.name_block.len());
+        aad.extend_from_slice(header);
+        aad.extend_from_slice(&self.name_block);
+        aad
+    }
+
+    /// Replaces the payload at `raw[start..]` with its deflated form when that is
+    /// smaller, and flags it in the mode byte.
+    #[cfg(feature = "compression")]
+    fn maybe_deflate(&self, raw: &mut Vec<u8>, start: usize) {
+        let plain = &raw[start..];
+        if plain.len() < COMPRESS_MIN_LEN || plain.len() > crate::compression::MAX_INFLATED_LEN {
+            return;
+        }
+        let deflated = crate::compression::deflate(plain);
+        if deflated.len() < plain.len() {
+            raw.truncate(start);
+            raw.extend_from_slice(&deflated);
+            raw[1] |= FLAG_DEFLATE;
+        }
+    }
+
+    #[cfg(not(feature = "compression"))]
+    fn maybe_deflate(&self, _raw: &mut Vec<u8>, _start: usize) {}
+}
+
+/// HMAC takes keys of any length: this is never `None`.
+fn new_mac(key: &[u8; 32]) -> Option<Hmac<Sha256>> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key).ok()
+}
+
+fn seal_gcm(
+    cipher: &Aes256Gcm,
+    nonce: &Nonce<aes_gcm::aead::consts::U12>,
+    aad: &[u8],
+    body: &mut [u8],
+) -> Result<[u8; GCM_TAG_LEN]> {
+    let tag = cipher
+        .encrypt_in_place_detached(nonce, aad, body)
+        .map_err(|_| Error::codec("AES-GCM refused the session payload"))?;
+    Ok(tag.into())
+}
+
+/// Bytes a token of `mode` carries besides its payload.
+pub(crate) const fn overhead(mode: Mode) -> usize {
+    prefix_len(mode) + BODY_HEADER_LEN + tag_len(mode)
+}
+
+/// Bytes before the body: header, and the nonce in encrypted mode.
+const fn prefix_len(mode: Mode) -> usize {
+    match mode {
+        Mode::Signed => HEADER_LEN,
+        Mode::Encrypted => HEADER_LEN + NONCE_LEN,
+    }
+}
+
+const fn tag_len(mode: Mode) -> usize {
+    match mode {
+        Mode::Signed => MAC_LEN,
+        Mode::Encrypted => GCM_TAG_LEN,
+    }
+}
+
+/// Length of the unpadded base64 form of `n` bytes.
+pub(crate) const fn base64_len(n: usize) -> usize {
+    n / 3 * 4 + [0, 2, 3][n % 3]
+}
+
+/// The longest cookie value that fits beside a name of `name_len` bytes, `=` and the
+/// attribute allowance.
+pub(crate) const fn max_value_len(name_len: usize, allowance: usize) -> usize {
+    COOKIE_SIZE_LIMIT.saturating_sub(name_len + 1 + allowance)
+}
