@@ -1,0 +1,200 @@
+//! `FileStore`: one file per session in a directory.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use session_core::{Capabilities, Error, FrameHeader, Record, Result, SessionKey, Store};
+use time::OffsetDateTime;
+
+use crate::FilePrefix;
+use crate::dir::{STORE, SessionDir};
+
+/// Sessions kept as one file each in a directory, safe to share between processes.
+///
+/// - A session is stored in `<dir>/<prefix><storage id>`, where the storage id is the
+///   SHA-256 of the key in hex: a directory listing reveals no key a browser could present.
+///   A key that does not have the generated shape is refused before any path is built.
+/// - Writes go to a temporary file in the same directory, which is synced and then linked
+///   (`create`) or renamed (`save`, `touch`) to the session name, and the directory is
+///   synced: after a crash or a power loss a session is the old one or the new one, never
+///   a torn one.
+/// - `save`, `touch` and `delete` run under an advisory `flock` lock, so several processes
+///   sharing the directory never lose a write.
+/// - Every operation runs in one [`spawn_blocking`](tokio::task::spawn_blocking) call.
+///
+/// Clones share one handle on the directory. See the [crate documentation](crate) for the
+/// design and its limits.
+///
+/// # Examples
+///
+/// ```
+/// use session_core::{Record, Store};
+/// use session_file::FileStore;
+/// use time::{Duration, OffsetDateTime};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), session_core::Error> {
+/// # let tmp = tempfile::tempdir().unwrap();
+/// # let dir = tmp.path().join("sessions");
+/// let store = FileStore::open(&dir)?;
+/// let record = Record::new(Default::default(), OffsetDateTime::now_utc() + Duration::hours(1));
+/// let key = store.create(&record).await?;
+/// assert_eq!(store.load(&key).await?.map(|r| r.version), Some(1));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct FileStore {
+    dir: Arc<SessionDir>,
+}
+
+impl FileStore {
+    /// Opens the session directory `dir` with the default [`FilePrefix`], creating it
+    /// (and its missing parents) with mode 0700 if needed. Blocks briefly: call it at start-up.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the directory cannot be created or opened, or is not a
+    /// directory.
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        Self::builder(dir).open()
+    }
+
+    /// A builder for a store over `dir`, to set the file name prefix.
+    #[must_use]
+    pub fn builder(dir: impl Into<PathBuf>) -> FileStoreBuilder {
+        FileStoreBuilder {
+            dir: dir.into(),
+            prefix: FilePrefix::default(),
+        }
+    }
+
+    /// The session directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The prefix of session file names.
+    #[must_use]
+    pub fn prefix(&self) -> &FilePrefix {
+        self.dir.prefix()
+    }
+
+    /// Runs `op` on the directory in one blocking task.
+    async fn blocking<T, F>(&self, op: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&SessionDir) -> Result<T> + Send + 'static,
+    {
+        let dir = Arc::clone(&self.dir);
+        // If the caller stops waiting, the operation still runs to its end: every one of
+        // them leaves the directory consistent only when it completes.
+        tokio::task::spawn_blocking(move || op(&dir))
+            .await
+            .map_err(|e| Error::backend(STORE, e))?
+    }
+}
+
+impl fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore")
+            .field("dir", &self.dir())
+            .field("prefix", self.prefix())
+            .finish()
+    }
+}
+
+/// Encodes `record` in the framed form with `version` in its header.
+fn framed(record: &Record, version: u64) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(FrameHeader::LEN + 256);
+    FrameHeader {
+        version,
+        expires_at: record.expires_at,
+    }
+    .write(&mut out);
+    record.write_payload(&mut out)?;
+    Ok(out)
+}
+
+#[async_trait]
+impl Store for FileStore {
+    async fn create(&self, record: &Record) -> Result<SessionKey> {
+        let bytes = framed(record, 1)?;
+        self.blocking(move |dir| dir.create(&bytes)).await
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        if !key.is_generated_shape() {
+            return Ok(None);
+        }
+        let id = key.storage_id();
+        self.blocking(move |dir| dir.load(&id)).await
+    }
+
+    async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
+        key.require_generated_shape()?;
+        // The stored version cannot reach u64::MAX; were it there, no save could succeed.
+        let next = record.version.checked_add(1).ok_or(Error::Conflict)?;
+        let bytes = framed(record, next)?;
+        let (id, expected) = (key.storage_id(), record.version);
+        self.blocking(move |dir| dir.save(&id, expected, &bytes))
+            .await?;
+        Ok(key.clone())
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
+        key.require_generated_shape()?;
+        let id = key.storage_id();
+        self.blocking(move |dir| dir.touch(&id, expires_at)).await?;
+        Ok(key.clone())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        if !key.is_generated_shape() {
+            return Ok(());
+        }
+        let id = key.storage_id();
+        self.blocking(move |dir| dir.delete(&id)).await
+    }
+
+    async fn clear_expired(&self) -> Result<u64> {
+        self.blocking(SessionDir::clear_expired).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::server_side()
+    }
+}
+
+/// Builds a [`FileStore`]; from [`FileStore::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "a builder does nothing until `open` is called"]
+pub struct FileStoreBuilder {
+    dir: PathBuf,
+    prefix: FilePrefix,
+}
+
+impl FileStoreBuilder {
+    /// Sets the prefix of session file names (default `session_`). Stores with different
+    /// prefixes can share a directory without seeing each other's sessions.
+    pub fn with_prefix(mut self, prefix: FilePrefix) -> Self {
+        self.prefix = prefix;
+        self
+    }
+
+    /// Creates the directory if missing (mode 0700, parents included) and opens the
+    /// store. An existing directory keeps its permissions; a warning is logged when other
+    /// users can access it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the directory cannot be created or opened, or is not a
+    /// directory.
+    pub fn open(self) -> Result<FileStore> {
+        let dir = SessionDir::open(self.dir, self.prefix).map_err(|e| Error::backend(STORE, e))?;
+        Ok(FileStore { dir: Arc::new(dir) })
+    }
+}
