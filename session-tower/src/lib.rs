@@ -1,1 +1,12 @@
-//! `session-tower`: part of the session crate family (under construction).
+#![doc = include_str!("../README.md")]
+
+mod layer;
+
+#[cfg(feature = "axum")]
+mod extract;
+
+#[cfg(feature = "axum")]
+pub use extract::{Session, SessionRejection};
+pub use layer::{SessionLayer, SessionService};
+
+pub use session_core::{LazySession, SessionConfig, SessionManager};
