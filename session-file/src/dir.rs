@@ -155,7 +155,10 @@ impl Drop for TempFile {
 impl SessionDir {
     /// Creates the directory if missing (mode 0700) and opens it.
     pub(crate) fn open(path: PathBuf, prefix: FilePrefix) -> io::Result<Self> {
-        DirBuilder::new().recursive(true).mode(0o700).create(&path)?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&path)?;
         // The directory itself may be a symlink chosen by the administrator: follow it.
         let meta = fs::metadata(&path)?;
         if !meta.is_dir() {
@@ -223,7 +226,6 @@ impl SessionDir {
 
     /// Runs after each [`Step`] of a write. Nothing fails here today; it is the one place
     /// where a test can make the sequence stop after any step.
-    #[allow(clippy::unused_self, clippy::unnecessary_wraps)] // the hook point for fault injection
     fn checkpoint(&self, _step: Step) -> io::Result<()> {
         Ok(())
     }
@@ -321,8 +323,11 @@ impl SessionDir {
             // Left for `clear_expired`: a read never writes.
             return Ok(None);
         }
-        match Record::decode_payload(&bytes[FrameHeader::LEN..], header.expires_at, header.version)
-        {
+        match Record::decode_payload(
+            &bytes[FrameHeader::LEN..],
+            header.expires_at,
+            header.version,
+        ) {
             Ok(record) => Ok(Some(record)),
             Err(e) => self.discard(id, &path, &meta, &e),
         }
@@ -354,7 +359,12 @@ impl SessionDir {
 
     /// Under the session's lock, removes `path` if it still names the file `seen`, so a
     /// session written meanwhile is never removed in its place.
-    fn remove_unless_replaced(&self, id: &StorageId, path: &Path, seen: Identity) -> io::Result<bool> {
+    fn remove_unless_replaced(
+        &self,
+        id: &StorageId,
+        path: &Path,
+        seen: Identity,
+    ) -> io::Result<bool> {
         let _lock = self.lock(id)?;
         match fs::symlink_metadata(path) {
             Ok(meta) if identity(&meta) == seen => remove_if_present(path),
@@ -452,7 +462,11 @@ impl SessionDir {
         Ok(removed)
     }
 
-    fn remove_stale_temp(&self, entry: &fs::DirEntry, stale_before: SystemTime) -> io::Result<bool> {
+    fn remove_stale_temp(
+        &self,
+        entry: &fs::DirEntry,
+        stale_before: SystemTime,
+    ) -> io::Result<bool> {
         // `DirEntry::metadata` does not follow symlinks.
         let meta = match entry.metadata() {
             Ok(meta) => meta,

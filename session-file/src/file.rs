@@ -63,7 +63,6 @@ impl FileStore {
     }
 
     /// A builder for a store over `dir`, to set the file name prefix.
-    #[must_use]
     pub fn builder(dir: impl Into<PathBuf>) -> FileStoreBuilder {
         FileStoreBuilder {
             dir: dir.into(),

@@ -99,7 +99,10 @@ mod tests {
     #[test]
     fn accepts_the_safe_alphabet_and_the_empty_prefix() {
         for ok in ["", "session_", "A-z_09", &"a".repeat(FilePrefix::MAX_LEN)] {
-            assert_eq!(FilePrefix::new(ok).map(|p| p.to_string()), Ok(ok.to_owned()));
+            assert_eq!(
+                FilePrefix::new(ok).map(|p| p.to_string()),
+                Ok(ok.to_owned())
+            );
         }
     }
 

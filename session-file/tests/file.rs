@@ -132,12 +132,19 @@ async fn malformed_keys_are_refused_without_touching_the_file_system() {
 
     let tmp = tmp();
     let store = store_in(&tmp);
-    let key = store.create(&record(1, in_an_hour())).await.expect("create");
+    let key = store
+        .create(&record(1, in_an_hour()))
+        .await
+        .expect("create");
     let before = listing(store.dir());
     for bad in hostile_keys() {
         assert_refused(&store, &bad).await;
     }
-    assert_eq!(listing(store.dir()), before, "a refused key changed the directory");
+    assert_eq!(
+        listing(store.dir()),
+        before,
+        "a refused key changed the directory"
+    );
     assert_eq!(listing(tmp.path()), BTreeSet::from(["sessions".to_owned()]));
 
     // With the directory gone, any file system access fails: refused keys still get
@@ -162,7 +169,10 @@ async fn malformed_keys_are_refused_without_touching_the_file_system() {
 async fn a_torn_temporary_file_is_ignored_by_load_and_removed_when_stale() {
     let tmp = tmp();
     let store = store_in(&tmp);
-    let key = store.create(&record(7, in_an_hour())).await.expect("create");
+    let key = store
+        .create(&record(7, in_an_hour()))
+        .await
+        .expect("create");
     let whole = record(8, in_an_hour()).encode_framed().expect("encode");
     let torn = store.dir().join(".tmp-tornwriteleftbyacrash0000000");
     fs::write(&torn, &whole[..whole.len() / 2]).expect("plant a torn temporary file");
@@ -185,9 +195,16 @@ async fn a_torn_temporary_file_is_ignored_by_load_and_removed_when_stale() {
         0,
         "a temporary file was counted as a session"
     );
-    assert!(!torn.exists(), "a stale temporary file survived clear_expired");
+    assert!(
+        !torn.exists(),
+        "a stale temporary file survived clear_expired"
+    );
     assert_eq!(
-        store.load(&key).await.expect("load").map(|r| r.data["n"].clone()),
+        store
+            .load(&key)
+            .await
+            .expect("load")
+            .map(|r| r.data["n"].clone()),
         Some(json!(7))
     );
 }
@@ -210,7 +227,10 @@ async fn truncated_or_garbage_session_files_load_as_absent_and_are_removed() {
         },
     ];
     for (i, damaged) in damages.iter().enumerate() {
-        let key = store.create(&record(1, in_an_hour())).await.expect("create");
+        let key = store
+            .create(&record(1, in_an_hour()))
+            .await
+            .expect("create");
         let path = session_path(&store, &key);
         fs::write(&path, damaged).expect("damage the file");
         assert!(
@@ -219,14 +239,23 @@ async fn truncated_or_garbage_session_files_load_as_absent_and_are_removed() {
         );
         assert!(!path.exists(), "damaged file {i} was not removed");
         assert!(
-            matches!(store.save(&key, &record(1, in_an_hour())).await, Err(Error::NotFound)),
+            matches!(
+                store.save(&key, &record(1, in_an_hour())).await,
+                Err(Error::NotFound)
+            ),
             "damage {i}: the session came back"
         );
     }
 
     // clear_expired removes files whose header cannot be read, and counts them.
-    let live = store.create(&record(1, in_an_hour())).await.expect("create");
-    let key = store.create(&record(1, in_an_hour())).await.expect("create");
+    let live = store
+        .create(&record(1, in_an_hour()))
+        .await
+        .expect("create");
+    let key = store
+        .create(&record(1, in_an_hour()))
+        .await
+        .expect("create");
     fs::write(session_path(&store, &key), b"SR").expect("damage");
     assert_eq!(store.clear_expired().await.expect("clear"), 1);
     assert!(!session_path(&store, &key).exists());
@@ -241,7 +270,10 @@ async fn directory_and_files_are_owner_only() {
     assert_eq!(mode(&dir), 0o700, "directory mode");
     assert_eq!(mode(&tmp.path().join("a")), 0o700, "created parent mode");
 
-    let key = store.create(&record(1, in_an_hour())).await.expect("create");
+    let key = store
+        .create(&record(1, in_an_hour()))
+        .await
+        .expect("create");
     let path = session_path(&store, &key);
     assert_eq!(mode(&path), 0o600, "mode after create");
 
@@ -298,17 +330,32 @@ async fn planted_symlinks_are_not_followed() {
         matches!(store.touch(&key, in_an_hour()).await, Err(Error::NotFound)),
         "touch accepted a linked session"
     );
-    assert_eq!(fs::read(&outside).expect("read"), original, "the target changed");
+    assert_eq!(
+        fs::read(&outside).expect("read"),
+        original,
+        "the target changed"
+    );
 
     plant();
     store.delete(&key).await.expect("delete");
     assert!(fs::symlink_metadata(&link).is_err(), "delete kept the link");
-    assert_eq!(fs::read(&outside).expect("read"), original, "delete hit the target");
+    assert_eq!(
+        fs::read(&outside).expect("read"),
+        original,
+        "delete hit the target"
+    );
 
     plant();
     assert_eq!(store.clear_expired().await.expect("clear"), 1);
-    assert!(fs::symlink_metadata(&link).is_err(), "clear_expired kept the link");
-    assert_eq!(fs::read(&outside).expect("read"), original, "clear_expired hit the target");
+    assert!(
+        fs::symlink_metadata(&link).is_err(),
+        "clear_expired kept the link"
+    );
+    assert_eq!(
+        fs::read(&outside).expect("read"),
+        original,
+        "clear_expired hit the target"
+    );
 }
 
 #[tokio::test]
@@ -336,7 +383,11 @@ const INCREMENTS_PER_TASK: u64 = 25;
 async fn increment(store: FileStore, key: SessionKey, times: u64) {
     let mut done = 0;
     while done < times {
-        let mut r = store.load(&key).await.expect("load").expect("the session exists");
+        let mut r = store
+            .load(&key)
+            .await
+            .expect("load")
+            .expect("the session exists");
         let n = r.data["n"].as_u64().expect("n is a number");
         Arc::make_mut(&mut r.data).insert("n".into(), json!(n + 1));
         match store.save(&key, &r).await {
@@ -366,7 +417,10 @@ async fn two_processes_lose_no_increment() {
 
     let tmp = tmp();
     let store = store_in(&tmp);
-    let key = store.create(&record(0, in_an_hour())).await.expect("create");
+    let key = store
+        .create(&record(0, in_an_hour()))
+        .await
+        .expect("create");
     let exe = std::env::current_exe().expect("the test binary");
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
@@ -412,7 +466,12 @@ async fn clear_expired_over_50000_files_removes_exactly_the_expired() {
 
     let mut live = Vec::new();
     for i in 0..20 {
-        live.push(store.create(&record(i, in_an_hour())).await.expect("create"));
+        live.push(
+            store
+                .create(&record(i, in_an_hour()))
+                .await
+                .expect("create"),
+        );
     }
     // Written directly in the store's format: 50,000 synced creates would only test the disk.
     let expired_bytes = Record {
@@ -452,7 +511,10 @@ async fn clear_expired_over_50000_files_removes_exactly_the_expired() {
         .iter()
         .map(|k| format!("{}{}", store.prefix(), k.storage_id().to_hex()))
         .collect();
-    assert_eq!(left, want, "the surviving files are not exactly the live ones");
+    assert_eq!(
+        left, want,
+        "the surviving files are not exactly the live ones"
+    );
     for key in live.iter().step_by(7) {
         assert!(store.load(key).await.expect("load").is_some());
     }
@@ -483,7 +545,11 @@ async fn stores_with_different_prefixes_share_a_directory() {
     b.delete(&in_a).await.expect("delete");
     assert!(a.load(&in_a).await.expect("load").is_some());
 
-    assert_eq!(a.clear_expired().await.expect("clear"), 0, "a swept b's files");
+    assert_eq!(
+        a.clear_expired().await.expect("clear"),
+        0,
+        "a swept b's files"
+    );
     assert!(session_path(&b, &expired_in_b).exists());
     assert_eq!(b.clear_expired().await.expect("clear"), 1);
 }
@@ -508,7 +574,13 @@ async fn the_directory_may_be_a_symlink() {
     let via = tmp.path().join("via");
     std::os::unix::fs::symlink(&real, &via).expect("symlink");
     let store = FileStore::open(&via).expect("open through the link");
-    let key = store.create(&record(3, in_an_hour())).await.expect("create");
-    assert!(real.join(format!("session_{}", key.storage_id().to_hex())).exists());
+    let key = store
+        .create(&record(3, in_an_hour()))
+        .await
+        .expect("create");
+    assert!(
+        real.join(format!("session_{}", key.storage_id().to_hex()))
+            .exists()
+    );
     assert!(store.load(&key).await.expect("load").is_some());
 }
