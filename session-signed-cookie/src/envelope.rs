@@ -377,3 +377,43 @@ pub(crate) const fn base64_len(n: usize) -> usize {
 pub(crate) const fn max_value_len(name_len: usize, allowance: usize) -> usize {
     COOKIE_SIZE_LIMIT.saturating_sub(name_len + 1 + allowance)
 }
+
+#[cfg(test)]
+mod tests {
+    use session_core::{Data, Expiry};
+
+    use super::*;
+    use crate::CookieStore;
+
+    const SECRET: &[u8; 32] = b"known-answer-test-secret-32bytes";
+    const NONCE: [u8; NONCE_LEN] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    /// Pinned: an encrypted token of [`record`] under [`SECRET`], cookie `sessionid`,
+    /// nonce [`NONCE`]. If this changes, every encrypted cookie in the wild breaks.
+    const ENCRYPTED_TOKEN: &str = "AQLsfrZ-AAECAwQFBgcICQoLTVi85b6ClqR3YHHx8J96mXX_pMdHovnhMh33gEzJESEzf1ZONB4w5_yewWuz0p83IY4-Reo-cz7nrf8gtqf7GsRjDx-U6ZCJgwiVAQ";
+
+    fn record() -> Record {
+        let mut data = Data::new();
+        data.insert("user".into(), "ada".into());
+        data.insert("n".into(), 1.into());
+        let mut r = Record::new(data, from_unix_millis(4_102_444_800_000).expect("in range"));
+        r.expiry = Some(Expiry::OnInactivity(time::Duration::minutes(30)));
+        r
+    }
+
+    fn store(mode: Mode) -> CookieStore {
+        CookieStore::builder(mode, SECRET)
+            .build()
+            .expect("valid configuration")
+    }
+
+    #[test]
+    fn encrypted_known_answer() {
+        let store = store(Mode::Encrypted);
+        let r = record();
+        let token = store
+            .codec()
+            .seal(1, r.expires_at, Payload::Record(&r), NonceSource::Fixed(NONCE))
+            .expect("seals");
+        assert_eq!(token.as_str(), ENCRYPTED_TOKEN);
+    }
+}
