@@ -1,1 +1,16 @@
-//! `session-cache`: part of the session crate family (under construction).
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cache;
+mod cached;
+#[cfg(feature = "moka")]
+mod moka_store;
+#[cfg(feature = "redis")]
+mod redis_store;
+
+pub use cache::SessionCache;
+pub use cached::{CachedStore, DEFAULT_TOMBSTONE_TTL};
+#[cfg(feature = "moka")]
+pub use moka_store::{DEFAULT_MOKA_CAPACITY_BYTES, MokaStore};
+#[cfg(feature = "redis")]
+pub use redis_store::{DEFAULT_REDIS_PREFIX, RedisStore, RedisStoreBuilder};

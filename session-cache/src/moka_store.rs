@@ -1,0 +1,496 @@
+//! `MokaStore`: sessions in an in-process moka cache bounded in bytes.
+
+use std::future::ready;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use moka::future::Cache;
+use moka::ops::compute::{CompResult, Op};
+use session_core::serde_json::Value;
+use session_core::{Capabilities, Error, Record, Result, SessionKey, StorageId, Store};
+use time::OffsetDateTime;
+
+use crate::SessionCache;
+
+/// Default capacity of a [`MokaStore`]: 64 MiB of estimated record weight.
+pub const DEFAULT_MOKA_CAPACITY_BYTES: u64 = 64 << 20;
+
+/// Longest time moka is asked to keep an entry; records that expire later are dropped
+/// from the cache after this (about 100 years), which keeps moka's clock arithmetic in range.
+const LONGEST_KEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Sessions in a [`moka::future::Cache`] in this process: the fastest store, and the usual
+/// cache side of a [`CachedStore`](crate::CachedStore).
+///
+/// - Records are kept **decoded**: `load` costs a hash lookup and a reference count (the
+///   data is an `Arc`), never a JSON decode.
+/// - Each entry expires at its own `expires_at` (moka's per-entry [`Expiry`](moka::Expiry)),
+///   so expired sessions leave by themselves and `clear_expired` has nothing to count.
+/// - The capacity is a bound in **bytes** of estimated record size (see
+///   [`estimated_size`](Self::estimated_size)); when it is reached moka evicts the entries
+///   least likely to be used again (TinyLFU), like Django's cache backend under memory
+///   pressure. A record larger than the whole capacity is refused with
+///   [`Error::TooLarge`].
+/// - `create` (insert-if-absent), `save` (compare-and-set) and `touch` run atomically on
+///   their entry through moka's entry API (`and_compute_with`): no lock is held across
+///   entries.
+///
+/// A clone is a second handle on the same cache; create one store per namespace.
+///
+/// # Examples
+///
+/// ```
+/// use session_cache::MokaStore;
+/// use session_core::{Record, Store};
+/// use time::{Duration, OffsetDateTime};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MokaStore::with_capacity_bytes(16 << 20);
+/// let record = Record::new(Default::default(), OffsetDateTime::now_utc() + Duration::hours(1));
+/// let key = store.create(&record).await?;
+/// let loaded = store.load(&key).await?.expect("stored");
+/// assert_eq!(loaded.version, 1);
+/// # Ok::<(), session_core::Error>(()) }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct MokaStore {
+    cache: Cache<StorageId, Slot, BuildHasherDefault<IdHasher>>,
+    capacity_bytes: u64,
+}
+
+impl MokaStore {
+    /// A store bounded at [`DEFAULT_MOKA_CAPACITY_BYTES`].
+    #[must_use]
+    pub fn new() -> Self {
+        Self::with_capacity_bytes(DEFAULT_MOKA_CAPACITY_BYTES)
+    }
+
+    /// A store that keeps at most `capacity_bytes` of estimated record size.
+    #[must_use]
+    pub fn with_capacity_bytes(capacity_bytes: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|_id: &StorageId, slot: &Slot| slot.weight())
+            .expire_after(SlotExpiry)
+            .build_with_hasher(BuildHasherDefault::default());
+        Self {
+            cache,
+            capacity_bytes,
+        }
+    }
+
+    /// The configured capacity, in bytes.
+    #[must_use]
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_bytes
+    }
+
+    /// The estimated size of everything cached, in bytes (as of moka's last maintenance;
+    /// [`run_pending_tasks`](Self::run_pending_tasks) brings it up to date).
+    #[must_use]
+    pub fn weighted_size(&self) -> u64 {
+        self.cache.weighted_size()
+    }
+
+    /// How many entries are cached (as of moka's last maintenance), tombstones included.
+    #[must_use]
+    pub fn entry_count(&self) -> u64 {
+        self.cache.entry_count()
+    }
+
+    /// Runs moka's pending maintenance now: evictions, expirations, size bookkeeping.
+    pub async fn run_pending_tasks(&self) {
+        self.cache.run_pending_tasks().await;
+    }
+
+    /// Drops every entry (a cache flush).
+    pub fn invalidate_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// The size this store charges a record against its capacity, in bytes.
+    ///
+    /// It estimates the record's memory footprint without encoding it: a fixed cost per
+    /// entry (key, record, moka's bookkeeping), plus for every JSON node a fixed cost (the
+    /// `Value` and, in objects, the map slot) and the bytes of its strings and keys. The
+    /// walk visits each node once and allocates only for nested containers, so weighing a
+    /// 1 KiB record costs far less than encoding it; it is within a small factor of the
+    /// true heap size, which is what a byte bound needs.
+    #[must_use]
+    pub fn estimated_size(record: &Record) -> u64 {
+        const ENTRY: u64 = 192;
+        const NODE: u64 = 32;
+        const MAP_SLOT: u64 = 48;
+        let mut total = ENTRY;
+        let mut nested: Vec<&Value> = Vec::new();
+        // The bytes of a string; containers are queued and weighed when popped.
+        fn visit<'a>(v: &'a Value, nested: &mut Vec<&'a Value>) -> u64 {
+            match v {
+                Value::String(s) => len64(s.len()),
+                Value::Array(_) | Value::Object(_) => {
+                    nested.push(v);
+                    0
+                }
+                _ => 0,
+            }
+        }
+        for (k, v) in record.data.iter() {
+            total += MAP_SLOT + NODE + len64(k.len());
+            total += visit(v, &mut nested);
+        }
+        while let Some(v) = nested.pop() {
+            match v {
+                Value::Array(items) => {
+                    for item in items {
+                        total += NODE + visit(item, &mut nested);
+                    }
+                }
+                Value::Object(map) => {
+                    for (k, item) in map {
+                        total += MAP_SLOT + NODE + len64(k.len()) + visit(item, &mut nested);
+                    }
+                }
+                _ => {}
+            }
+        }
+        total
+    }
+
+    fn live_slot(&self, record: &Record, version: u64) -> Result<Slot> {
+        let size = Self::estimated_size(record);
+        if size > self.capacity_bytes {
+            return Err(Error::TooLarge {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                limit: usize::try_from(self.capacity_bytes).unwrap_or(usize::MAX),
+            });
+        }
+        Ok(Slot::Live {
+            record: Record {
+                version,
+                ..record.clone()
+            },
+            weight: u32::try_from(size).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+impl Default for MokaStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MokaStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MokaStore")
+            .field("entries", &self.cache.entry_count())
+            .field("weighted_size", &self.cache.weighted_size())
+            .field("capacity_bytes", &self.capacity_bytes)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Store for MokaStore {
+    async fn create(&self, record: &Record) -> Result<SessionKey> {
+        let slot = self.live_slot(record, 1)?;
+        loop {
+            let key = SessionKey::generate();
+            let now = OffsetDateTime::now_utc();
+            let candidate = slot.clone();
+            let done = self
+                .cache
+                .entry(key.storage_id())
+                .and_compute_with(|cur| {
+                    ready(match cur {
+                        Some(e) if e.value().live_record(now).is_some() => Op::Nop,
+                        _ => Op::Put(candidate),
+                    })
+                })
+                .await;
+            if matches!(
+                done,
+                CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+            ) {
+                return Ok(key);
+            }
+        }
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        if !key.is_generated_shape() {
+            return Ok(None);
+        }
+        self.get(&key.storage_id()).await
+    }
+
+    async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
+        key.require_generated_shape()?;
+        let slot = self.live_slot(record, record.version + 1)?;
+        let now = OffsetDateTime::now_utc();
+        let done = self
+            .cache
+            .entry(key.storage_id())
+            .and_compute_with(|cur| {
+                ready(match cur {
+                    Some(e)
+                        if e.value()
+                            .live_record(now)
+                            .is_some_and(|r| r.version == record.version) =>
+                    {
+                        Op::Put(slot)
+                    }
+                    _ => Op::Nop,
+                })
+            })
+            .await;
+        match done {
+            CompResult::ReplacedWith(_) | CompResult::Inserted(_) => Ok(key.clone()),
+            CompResult::Unchanged(e) if e.value().live_record(now).is_some() => {
+                Err(Error::Conflict)
+            }
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
+        key.require_generated_shape()?;
+        let now = OffsetDateTime::now_utc();
+        let done = self
+            .cache
+            .entry(key.storage_id())
+            .and_compute_with(|cur| {
+                ready(match cur.as_ref().and_then(|e| e.value().moved_to(expires_at, now)) {
+                    Some(slot) => Op::Put(slot),
+                    None => Op::Nop,
+                })
+            })
+            .await;
+        match done {
+            CompResult::ReplacedWith(_) | CompResult::Inserted(_) => Ok(key.clone()),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        if key.is_generated_shape() {
+            self.cache.invalidate(&key.storage_id()).await;
+        }
+        Ok(())
+    }
+
+    async fn clear_expired(&self) -> Result<u64> {
+        // moka drops expired entries by itself; running its maintenance now makes that
+        // visible in `entry_count`/`weighted_size`. It does not report how many it dropped.
+        self.cache.run_pending_tasks().await;
+        Ok(0)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::server_side().with_expires_by_itself(true)
+    }
+}
+
+#[async_trait]
+impl SessionCache for MokaStore {
+    async fn get(&self, id: &StorageId) -> Result<Option<Record>> {
+        let now = OffsetDateTime::now_utc();
+        Ok(self
+            .cache
+            .get(id)
+            .await
+            .and_then(|slot| slot.live_record(now).cloned()))
+    }
+
+    async fn put_if_newer(&self, id: &StorageId, record: &Record) -> Result<bool> {
+        let now = OffsetDateTime::now_utc();
+        // Too large to cache: the entry must still not keep an older version.
+        let slot = self.live_slot(record, record.version).ok();
+        let done = self
+            .cache
+            .entry(*id)
+            .and_compute_with(|cur| {
+                let cur = cur.as_ref().map(moka::Entry::value);
+                ready(match (cur, slot) {
+                    (Some(Slot::Tombstone { until }), _) if *until > now => Op::Nop,
+                    (Some(Slot::Live { record: held, .. }), _)
+                        if !held.is_expired_at(now)
+                            && (held.version, held.expires_at)
+                                >= (record.version, record.expires_at) =>
+                    {
+                        Op::Nop
+                    }
+                    (_, Some(slot)) => Op::Put(slot),
+                    (Some(_), None) => Op::Remove,
+                    (None, None) => Op::Nop,
+                })
+            })
+            .await;
+        Ok(matches!(
+            done,
+            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
+        ))
+    }
+
+    async fn extend(&self, id: &StorageId, expires_at: OffsetDateTime) -> Result<bool> {
+        let now = OffsetDateTime::now_utc();
+        let done = self
+            .cache
+            .entry(*id)
+            .and_compute_with(|cur| {
+                let moved = cur.as_ref().and_then(|e| match e.value() {
+                    Slot::Live { record, .. } if record.expires_at <= expires_at => {
+                        e.value().moved_to(expires_at, now)
+                    }
+                    _ => None,
+                });
+                ready(moved.map_or(Op::Nop, Op::Put))
+            })
+            .await;
+        Ok(matches!(done, CompResult::ReplacedWith(_)))
+    }
+
+    async fn tombstone(&self, id: &StorageId, ttl: Duration) -> Result<()> {
+        let until = OffsetDateTime::now_utc() + ttl;
+        self.cache.insert(*id, Slot::Tombstone { until }).await;
+        Ok(())
+    }
+}
+
+/// What the cache holds under one id.
+#[derive(Clone)]
+enum Slot {
+    /// A record, with its weight computed once when it was stored.
+    Live { record: Record, weight: u32 },
+    /// A deleted session: blocks cache fills until `until`.
+    Tombstone { until: OffsetDateTime },
+}
+
+impl Slot {
+    fn live_record(&self, now: OffsetDateTime) -> Option<&Record> {
+        match self {
+            Self::Live { record, .. } if !record.is_expired_at(now) => Some(record),
+            _ => None,
+        }
+    }
+
+    /// This live slot with its expiry moved to `expires_at`.
+    fn moved_to(&self, expires_at: OffsetDateTime, now: OffsetDateTime) -> Option<Self> {
+        let (record, weight) = match self {
+            Self::Live { record, weight } if !record.is_expired_at(now) => (record, *weight),
+            _ => return None,
+        };
+        Some(Self::Live {
+            record: Record {
+                expires_at,
+                ..record.clone()
+            },
+            weight,
+        })
+    }
+
+    fn weight(&self) -> u32 {
+        match self {
+            Self::Live { weight, .. } => *weight,
+            Self::Tombstone { .. } => 64,
+        }
+    }
+
+    fn deadline(&self) -> OffsetDateTime {
+        match self {
+            Self::Live { record, .. } => record.expires_at,
+            Self::Tombstone { until } => *until,
+        }
+    }
+
+    fn remaining(&self) -> Duration {
+        let left = self.deadline() - OffsetDateTime::now_utc();
+        Duration::try_from(left)
+            .unwrap_or(Duration::ZERO)
+            .min(LONGEST_KEEP)
+    }
+}
+
+/// Per-entry expiry: every entry leaves at its own deadline, recomputed on each write.
+struct SlotExpiry;
+
+impl moka::Expiry<StorageId, Slot> for SlotExpiry {
+    fn expire_after_create(&self, _: &StorageId, slot: &Slot, _: Instant) -> Option<Duration> {
+        Some(slot.remaining())
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &StorageId,
+        slot: &Slot,
+        _: Instant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(slot.remaining())
+    }
+}
+
+/// Hashes a [`StorageId`] by taking its first eight bytes.
+///
+/// A storage id is already a SHA-256 digest, so its bytes are uniformly distributed and
+/// re-hashing them with SipHash buys nothing. Only server-generated keys are ever inserted,
+/// so a client cannot choose ids that pile into one bucket.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(23) ^ u64::from_le_bytes(word);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+fn len64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use session_core::serde_json::json;
+
+    fn record(data: Value) -> Record {
+        let Value::Object(map) = data else {
+            panic!("an object")
+        };
+        Record::new(map, OffsetDateTime::now_utc() + time::Duration::hours(1))
+    }
+
+    #[test]
+    fn estimate_grows_with_strings_and_nesting() {
+        let empty = MokaStore::estimated_size(&record(json!({})));
+        let small = MokaStore::estimated_size(&record(json!({"a": "x"})));
+        let big = MokaStore::estimated_size(&record(json!({"a": "x".repeat(10_000)})));
+        let nested =
+            MokaStore::estimated_size(&record(json!({"a": [{"b": "x".repeat(10_000)}]})));
+        assert!(empty < small && small < big && big < nested);
+        assert!(big >= 10_000 && big < 10_000 + 512);
+    }
+
+    #[test]
+    fn id_hasher_spreads_ids() {
+        use std::hash::{BuildHasher, Hash};
+        let build = BuildHasherDefault::<IdHasher>::default();
+        let hash = |id: &StorageId| {
+            let mut h = build.build_hasher();
+            id.hash(&mut h);
+            h.finish()
+        };
+        let a = SessionKey::generate().storage_id();
+        let b = SessionKey::generate().storage_id();
+        assert_ne!(hash(&a), hash(&b));
+        assert_eq!(hash(&a), hash(&a));
+    }
+}

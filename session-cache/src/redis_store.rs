@@ -1,0 +1,648 @@
+//! `RedisStore`: sessions in Redis (standalone or Cluster), expiring by Redis's own TTL.
+
+use std::cell::RefCell;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, FromRedisValue, Script, ServerErrorKind};
+use session_core::{
+    Capabilities, Error, FrameHeader, Record, Result, SessionKey, StorageId, Store, unix_millis,
+};
+use time::OffsetDateTime;
+
+use crate::SessionCache;
+
+const STORE: &str = "redis";
+
+/// The key prefix a [`RedisStore`] uses unless told otherwise.
+pub const DEFAULT_REDIS_PREFIX: &str = "session:";
+
+/// What a cache tombstone holds: three bytes that are not a record header.
+const TOMBSTONE: &[u8] = b"SR\x00";
+
+/// Compare-and-set. KEYS[1]: the session; ARGV: expected version (8 bytes, big endian),
+/// the new framed record, its PXAT. Reads only the header (GETRANGE), so a large record is
+/// never copied into Lua. Returns 1 (saved), 0 (missing, expired or not a record), 2 (the
+/// stored version differs).
+static SAVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local h = redis.call('GETRANGE', KEYS[1], 0, 10)
+if string.len(h) ~= 11 or string.sub(h, 1, 3) ~= 'SR\1' then return 0 end
+if string.sub(h, 4, 11) ~= ARGV[1] then return 2 end
+redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+return 1",
+    )
+});
+
+/// Moves a record's expiry: rewrites the `expires_at` of its header (SETRANGE) and its TTL
+/// (PEXPIREAT; an instant in the past deletes the key). KEYS[1]: the session; ARGV: the new
+/// expiry (8 bytes, big endian), the same in decimal milliseconds, its PXAT, and "1" to
+/// move only forward (the cache's `extend`). Returns 1 (moved) or 0 (not a record, or an
+/// earlier instant when moving only forward).
+static MOVE_EXPIRY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local h = redis.call('GETRANGE', KEYS[1], 0, 18)
+if string.len(h) ~= 19 or string.sub(h, 1, 3) ~= 'SR\1' then return 0 end
+if ARGV[4] == '1' then
+  local _, e = struct.unpack('>I8i8', h, 4)
+  if e > tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SETRANGE', KEYS[1], 11, ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+return 1",
+    )
+});
+
+/// The cache's conditional put. KEYS[1]: the session; ARGV: version and expiry (decimal),
+/// the framed record, its PXAT. Refuses (0) under a tombstone or when the cached record's
+/// `(version, expires_at)` is at least the new one; otherwise writes it (1).
+static PUT_IF_NEWER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"local h = redis.call('GETRANGE', KEYS[1], 0, 18)
+if h == 'SR\0' then return 0 end
+if string.len(h) == 19 and string.sub(h, 1, 3) == 'SR\1' then
+  local v, e = struct.unpack('>I8i8', h, 4)
+  local nv, ne = tonumber(ARGV[1]), tonumber(ARGV[2])
+  if v > nv or (v == nv and e >= ne) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
+return 1",
+    )
+});
+
+/// Sessions in Redis, standalone or on a Redis Cluster.
+///
+/// - **Keys**: the configured prefix (default [`DEFAULT_REDIS_PREFIX`]) followed by the
+///   64 hex characters of [`SessionKey::storage_id`]; the key itself never reaches Redis.
+/// - **Values**: the record in the core's [framed](Record::encode_framed) form (version and
+///   `expires_at` in a 19-byte header, then the JSON payload), so `load` is one `GET`.
+/// - **Expiry** is Redis's own: every write sets `PXAT expires_at`, so Redis drops expired
+///   sessions and `clear_expired` returns 0.
+/// - `create` is `SET … PXAT … NX` (a new key is drawn if one exists); `save` is one Lua
+///   script (sent as `EVALSHA`, loaded on `NOSCRIPT`) that compares the stored version and
+///   writes the record and its TTL; `touch` is one script that rewrites the header's expiry
+///   and `PEXPIREAT`s the key; `delete` is `DEL`.
+/// - Every operation is one round trip touching one key, so it runs unchanged on a Cluster.
+/// - The connection is one multiplexed, auto-reconnecting connection
+///   ([`ConnectionManager`], or the cluster connection): requests of every task are
+///   pipelined on it, and a clone of the store shares it.
+/// - Every operation is bounded by the configured timeouts: while Redis is unreachable
+///   operations fail with [`Error::Backend`] or [`Error::Timeout`], never hang, and the
+///   store reconnects by itself when Redis is back.
+///
+/// It is also a [`SessionCache`] for [`CachedStore`](crate::CachedStore).
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use session_cache::RedisStore;
+/// use session_core::{Record, Store};
+/// use time::OffsetDateTime;
+///
+/// # async fn run() -> Result<(), session_core::Error> {
+/// let store = RedisStore::builder()
+///     .prefix("myapp:session:")
+///     .response_timeout(Duration::from_millis(500))
+///     .connect("redis://127.0.0.1:6379/")
+///     .await?;
+/// let record = Record::new(Default::default(), OffsetDateTime::now_utc() + time::Duration::hours(1));
+/// let key = store.create(&record).await?;
+/// assert_eq!(store.load(&key).await?.map(|r| r.version), Some(1));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Conn,
+    prefix: Box<[u8]>,
+    /// Upper bound of one operation: a reconnect plus a command.
+    deadline: Duration,
+    response_timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Conn {
+    Standalone(ConnectionManager),
+    #[cfg(feature = "cluster")]
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+/// Configures and connects a [`RedisStore`]: the same builder picks standalone Redis
+/// ([`connect`](Self::connect)) or a Redis Cluster ([`connect_cluster`](Self::connect_cluster)).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct RedisStoreBuilder {
+    prefix: String,
+    connect_timeout: Duration,
+    response_timeout: Duration,
+}
+
+impl Default for RedisStoreBuilder {
+    fn default() -> Self {
+        Self {
+            prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RedisStoreBuilder {
+    /// The prefix of every Redis key this store writes (default [`DEFAULT_REDIS_PREFIX`]).
+    /// Stores with different prefixes never see each other's sessions.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one connection attempt may take (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long Redis may take to answer one command (default 1 s).
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.response_timeout = timeout;
+        self
+    }
+
+    /// Connects to a standalone Redis server (`redis://[user:password@]host:port/db`, or
+    /// `rediss://` with a TLS feature of the `redis` crate).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] for an invalid URL or an unreachable server,
+    /// [`Error::Timeout`] when connecting takes longer than the configured timeouts.
+    pub async fn connect(self, url: &str) -> Result<RedisStore> {
+        let store = self.connect_lazy(url)?;
+        store.query::<()>(&redis::cmd("PING")).await?;
+        Ok(store)
+    }
+
+    /// A store on a standalone Redis server that connects on first use: no I/O here, so it
+    /// also builds while Redis is down (operations then fail until it is up). Call it
+    /// inside a Tokio runtime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] for an invalid URL.
+    pub fn connect_lazy(self, url: &str) -> Result<RedisStore> {
+        let client = redis::Client::open(url).map_err(|e| Error::backend(STORE, e))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.connect_timeout))
+            .set_response_timeout(Some(self.response_timeout))
+            // Few, quick retries: the operation's own deadline bounds the wait, and the
+            // next operation after a failed reconnect starts a fresh one.
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(20))
+            .set_max_delay(Duration::from_millis(200));
+        let manager = ConnectionManager::new_lazy_with_config(client, config)
+            .map_err(|e| Error::backend(STORE, e))?;
+        Ok(self.build(Conn::Standalone(manager)))
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] for invalid URLs or an unreachable cluster, [`Error::Timeout`]
+    /// when connecting takes longer than the configured timeouts.
+    #[cfg(feature = "cluster")]
+    pub async fn connect_cluster<I>(self, urls: I) -> Result<RedisStore>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        if urls.is_empty() {
+            return Err(Error::backend(STORE, "no Redis Cluster node given"));
+        }
+        let client = redis::cluster::ClusterClientBuilder::new(urls)
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(self.response_timeout)
+            .retries(2)
+            .min_retry_wait(20)
+            .max_retry_wait(200)
+            .build()
+            .map_err(|e| Error::backend(STORE, e))?;
+        let deadline = self.connect_timeout * 2 + self.response_timeout;
+        let conn = match tokio::time::timeout(deadline, client.get_async_connection()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(Error::backend(STORE, e)),
+            Err(_) => {
+                return Err(Error::Timeout {
+                    store: STORE,
+                    after: deadline,
+                });
+            }
+        };
+        Ok(self.build(Conn::Cluster(conn)))
+    }
+
+    fn build(self, conn: Conn) -> RedisStore {
+        RedisStore {
+            inner: Arc::new(Inner {
+                conn,
+                prefix: self.prefix.into_bytes().into_boxed_slice(),
+                deadline: self.connect_timeout + self.response_timeout,
+                response_timeout: self.response_timeout,
+            }),
+        }
+    }
+}
+
+impl RedisStore {
+    /// A builder with the default prefix and timeouts.
+    pub fn builder() -> RedisStoreBuilder {
+        RedisStoreBuilder::default()
+    }
+
+    /// Connects to a standalone Redis server with the default settings.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisStoreBuilder::connect`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::builder().connect(url).await
+    }
+
+    /// The prefix of every Redis key this store writes.
+    #[must_use]
+    pub fn prefix(&self) -> &[u8] {
+        &self.inner.prefix
+    }
+
+    /// The Redis key of the session `key`: the prefix followed by the hex storage id.
+    #[must_use]
+    pub fn redis_key(&self, key: &SessionKey) -> Vec<u8> {
+        let mut hex = [0u8; 64];
+        let mut out = Vec::with_capacity(self.inner.prefix.len() + 64);
+        out.extend_from_slice(&self.inner.prefix);
+        out.extend_from_slice(key.storage_id().encode_hex(&mut hex).as_bytes());
+        out
+    }
+
+    /// Appends the Redis key of `id` to `cmd` without a heap allocation for short prefixes.
+    fn key_arg(&self, cmd: &mut Cmd, id: &StorageId) {
+        let prefix = &self.inner.prefix;
+        let mut hex = [0u8; 64];
+        let hex = id.encode_hex(&mut hex).as_bytes();
+        let mut buf = [0u8; 128];
+        if let Some(slot) = buf.get_mut(..prefix.len() + hex.len()) {
+            slot[..prefix.len()].copy_from_slice(prefix);
+            slot[prefix.len()..].copy_from_slice(hex);
+            cmd.arg(&*slot);
+        } else {
+            let mut long = Vec::with_capacity(prefix.len() + hex.len());
+            long.extend_from_slice(prefix);
+            long.extend_from_slice(hex);
+            cmd.arg(long);
+        }
+    }
+
+    /// A command `name KEY` sized for `extra_args` more arguments of `extra_bytes` bytes.
+    fn keyed(&self, name: &str, id: &StorageId, extra_args: usize, extra_bytes: usize) -> Cmd {
+        let mut cmd = Cmd::with_capacity(
+            2 + extra_args,
+            name.len() + self.inner.prefix.len() + 64 + extra_bytes,
+        );
+        cmd.arg(name);
+        self.key_arg(&mut cmd, id);
+        cmd
+    }
+
+    /// `EVALSHA sha 1 KEY`, sized for `extra_args` more arguments of `extra_bytes` bytes.
+    fn evalsha(&self, script: &Script, id: &StorageId, extra_args: usize, extra_bytes: usize) -> Cmd {
+        let mut cmd = Cmd::with_capacity(
+            4 + extra_args,
+            7 + 40 + 1 + self.inner.prefix.len() + 64 + extra_bytes,
+        );
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(1);
+        self.key_arg(&mut cmd, id);
+        cmd
+    }
+
+    /// Runs `cmd` with the operation deadline.
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+        let conn = self.inner.conn.clone();
+        self.bounded(conn.query(cmd)).await
+    }
+
+    /// Runs a prepared `EVALSHA`; when Redis does not know the script yet (`NOSCRIPT`: a
+    /// restart, a new cluster node), loads it and sends the same command again.
+    async fn eval<T: FromRedisValue>(&self, script: &Script, cmd: &Cmd) -> Result<T> {
+        let conn = self.inner.conn.clone();
+        self.bounded(async move {
+            match conn.query(cmd).await {
+                Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => {}
+                other => return other,
+            }
+            conn.load(script).await?;
+            conn.query(cmd).await
+        })
+        .await
+    }
+
+    async fn bounded<T>(
+        &self,
+        fut: impl Future<Output = redis::RedisResult<T>> + Send,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.inner.deadline, fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.is_timeout() => Err(Error::Timeout {
+                store: STORE,
+                after: self.inner.response_timeout,
+            }),
+            Ok(Err(e)) => Err(Error::backend(STORE, e)),
+            Err(_) => Err(Error::Timeout {
+                store: STORE,
+                after: self.inner.deadline,
+            }),
+        }
+    }
+
+    /// The decoded live record stored under `id`; garbage is logged and removed.
+    async fn get_record(&self, id: &StorageId) -> Result<Option<Record>> {
+        let cmd = self.keyed("GET", id, 0, 0);
+        let Some(bytes) = self.query::<Option<Vec<u8>>>(&cmd).await? else {
+            return Ok(None);
+        };
+        if bytes == TOMBSTONE {
+            return Ok(None);
+        }
+        match Record::decode_framed(&bytes) {
+            Ok(r) if r.is_expired() => Ok(None),
+            Ok(r) => Ok(Some(r)),
+            Err(e) => {
+                tracing::warn!(session = %id.short(), error = %e, "undecodable session in Redis; removing it");
+                let del = self.keyed("DEL", id, 0, 0);
+                if let Err(e) = self.query::<()>(&del).await {
+                    tracing::warn!(session = %id.short(), error = %e, "could not remove an undecodable session");
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Runs the expiry-moving script; `forward_only` refuses earlier instants.
+    async fn move_expiry(
+        &self,
+        id: &StorageId,
+        expires_at: OffsetDateTime,
+        forward_only: bool,
+    ) -> Result<bool> {
+        let millis = unix_millis(expires_at);
+        let mut decimal = itoa_buf();
+        let decimal = fmt_i64(&mut decimal, millis);
+        let mut pxat = itoa_buf();
+        let pxat = fmt_i64(&mut pxat, pxat_millis(millis));
+        let mut cmd = self.evalsha(&MOVE_EXPIRY, id, 4, 8 + decimal.len() + pxat.len() + 1);
+        cmd.arg(&millis.to_be_bytes()[..])
+            .arg(decimal)
+            .arg(pxat)
+            .arg(if forward_only { "1" } else { "0" });
+        Ok(self.eval::<i64>(&MOVE_EXPIRY, &cmd).await? == 1)
+    }
+}
+
+impl Conn {
+    async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> redis::RedisResult<T> {
+        match self {
+            Self::Standalone(c) => cmd.query_async(&mut c.clone()).await,
+            #[cfg(feature = "cluster")]
+            Self::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+        }
+    }
+
+    async fn load(&self, script: &Script) -> redis::RedisResult<String> {
+        match self {
+            Self::Standalone(c) => script.load_async(&mut c.clone()).await,
+            #[cfg(feature = "cluster")]
+            Self::Cluster(c) => script.load_async(&mut c.clone()).await,
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    // The URL may hold a password: it is not kept, and never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = match self.inner.conn {
+            Conn::Standalone(_) => "standalone",
+            #[cfg(feature = "cluster")]
+            Conn::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisStore")
+            .field("mode", &mode)
+            .field("prefix", &String::from_utf8_lossy(&self.inner.prefix))
+            .field("deadline", &self.inner.deadline)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn create(&self, record: &Record) -> Result<SessionKey> {
+        let value = framed(record, 1)?;
+        let mut pxat = itoa_buf();
+        let pxat = fmt_i64(&mut pxat, pxat_millis(record.expires_at_millis()));
+        loop {
+            let key = SessionKey::generate();
+            let mut cmd = self.keyed("SET", &key.storage_id(), 4, value.len() + 6 + pxat.len());
+            cmd.arg(&value[..]).arg("PXAT").arg(pxat).arg("NX");
+            // `SET … NX` answers nil when the key exists: draw another key.
+            if self.query::<Option<()>>(&cmd).await?.is_some() {
+                return Ok(key);
+            }
+        }
+    }
+
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        if !key.is_generated_shape() {
+            return Ok(None);
+        }
+        self.get_record(&key.storage_id()).await
+    }
+
+    async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
+        key.require_generated_shape()?;
+        let value = framed(record, record.version + 1)?;
+        let mut pxat = itoa_buf();
+        let pxat = fmt_i64(&mut pxat, pxat_millis(record.expires_at_millis()));
+        let mut cmd = self.evalsha(&SAVE, &key.storage_id(), 3, 8 + value.len() + pxat.len());
+        cmd.arg(&record.version.to_be_bytes()[..])
+            .arg(&value[..])
+            .arg(pxat);
+        match self.eval::<i64>(&SAVE, &cmd).await? {
+            1 => Ok(key.clone()),
+            2 => Err(Error::Conflict),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
+        key.require_generated_shape()?;
+        if self.move_expiry(&key.storage_id(), expires_at, false).await? {
+            Ok(key.clone())
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        if key.is_generated_shape() {
+            let cmd = self.keyed("DEL", &key.storage_id(), 0, 0);
+            self.query::<()>(&cmd).await?;
+        }
+        Ok(())
+    }
+
+    async fn clear_expired(&self) -> Result<u64> {
+        // Redis removes expired keys by itself.
+        Ok(0)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::server_side().with_expires_by_itself(true)
+    }
+}
+
+#[async_trait]
+impl SessionCache for RedisStore {
+    async fn get(&self, id: &StorageId) -> Result<Option<Record>> {
+        self.get_record(id).await
+    }
+
+    async fn put_if_newer(&self, id: &StorageId, record: &Record) -> Result<bool> {
+        let value = framed(record, record.version)?;
+        let millis = record.expires_at_millis();
+        let mut version = itoa_buf();
+        let version = fmt_u64(&mut version, record.version);
+        let mut expires = itoa_buf();
+        let expires = fmt_i64(&mut expires, millis);
+        let mut pxat = itoa_buf();
+        let pxat = fmt_i64(&mut pxat, pxat_millis(millis));
+        let mut cmd = self.evalsha(
+            &PUT_IF_NEWER,
+            id,
+            4,
+            version.len() + expires.len() + value.len() + pxat.len(),
+        );
+        cmd.arg(version).arg(expires).arg(&value[..]).arg(pxat);
+        Ok(self.eval::<i64>(&PUT_IF_NEWER, &cmd).await? == 1)
+    }
+
+    async fn extend(&self, id: &StorageId, expires_at: OffsetDateTime) -> Result<bool> {
+        self.move_expiry(id, expires_at, true).await
+    }
+
+    async fn tombstone(&self, id: &StorageId, ttl: Duration) -> Result<()> {
+        let mut px = itoa_buf();
+        let px = fmt_u64(&mut px, u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        let mut cmd = self.keyed("SET", id, 3, TOMBSTONE.len() + 2 + px.len());
+        cmd.arg(TOMBSTONE).arg("PX").arg(px);
+        self.query::<()>(&cmd).await
+    }
+}
+
+/// The framed form of `record` with `version`, encoded in a per-thread scratch buffer and
+/// copied out once at its exact size.
+fn framed(record: &Record, version: u64) -> Result<Vec<u8>> {
+    thread_local! {
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    let encode = |buf: &mut Vec<u8>| -> Result<Vec<u8>> {
+        buf.clear();
+        FrameHeader {
+            version,
+            expires_at: record.expires_at,
+        }
+        .write(buf);
+        record.write_payload(buf)?;
+        Ok(buf.as_slice().to_vec())
+    };
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buf) => {
+            let out = encode(&mut buf);
+            // Do not keep a huge buffer alive because of one large session.
+            if buf.capacity() > 64 << 10 {
+                *buf = Vec::new();
+            }
+            out
+        }
+        Err(_) => encode(&mut Vec::new()),
+    })
+}
+
+/// `PXAT` must be positive; an instant at or before the epoch is simply "already expired".
+fn pxat_millis(millis: i64) -> i64 {
+    millis.max(1)
+}
+
+fn itoa_buf() -> [u8; 20] {
+    [0u8; 20]
+}
+
+/// Formats `n` in decimal into `buf` without allocating.
+fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &str {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        // `n % 10` is below 10, so the cast cannot truncate.
+        buf[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
+/// Formats a non-negative `n` in decimal (negative values are formatted as 0: every caller
+/// passes a positive PXAT or an expiry after the epoch).
+fn fmt_i64(buf: &mut [u8; 20], n: i64) -> &str {
+    fmt_u64(buf, u64::try_from(n).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_formatting_matches_std() {
+        for n in [0u64, 1, 9, 10, 1_700_000_000_123, u64::MAX] {
+            assert_eq!(fmt_u64(&mut itoa_buf(), n), n.to_string());
+        }
+        assert_eq!(fmt_i64(&mut itoa_buf(), -5), "0");
+    }
+
+    #[test]
+    fn header_offsets_match_the_core_frame() {
+        let at = session_core::from_unix_millis(1_800_000_000_000).expect("in range");
+        let mut r = Record::new(Default::default(), at);
+        r.version = 3;
+        let bytes = r.encode_framed().expect("encodes");
+        assert_eq!(&bytes[..3], b"SR\x01");
+        assert_eq!(&bytes[3..11], &3u64.to_be_bytes());
+        assert_eq!(
+            // Where the scripts read and SETRANGE the expiry.
+            &bytes[11..FrameHeader::LEN],
+            &1_800_000_000_000i64.to_be_bytes()
+        );
+        assert_ne!(TOMBSTONE, &bytes[..3]);
+    }
+
+    #[tokio::test]
+    async fn debug_shows_no_url() {
+        let store = RedisStore::builder()
+            .connect_lazy("redis://user:hunter2@127.0.0.1:1/")
+            .expect("valid url");
+        assert!(!format!("{store:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,302 @@
+//! CachedStore over an in-process cache: the conformance suite, the races it must survive
+//! and a cache that fails.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use session_cache::{CachedStore, MokaStore, SessionCache};
+use session_core::{
+    Capabilities, Data, Error, MemoryStore, Record, Result, SessionKey, StorageId, Store,
+    async_trait,
+};
+use time::OffsetDateTime;
+
+type Db = MemoryStore;
+
+fn db_for(_ns: &str) -> Db {
+    MemoryStore::new()
+}
+
+/// One cache and one database per namespace: two handles on one namespace share both.
+fn shared(ns: &str) -> CachedStore<MokaStore, Db> {
+    static MEDIA: LazyLock<Mutex<HashMap<String, (MokaStore, Db)>>> = LazyLock::new(Mutex::default);
+    let (cache, db) = MEDIA
+        .lock()
+        .unwrap()
+        .entry(ns.to_owned())
+        .or_insert_with(|| (MokaStore::new(), db_for(ns)))
+        .clone();
+    CachedStore::new(cache, db)
+}
+
+session_core::conformance_tests!(cached_moka, |ns: String| async move { shared(&ns) });
+
+fn one(k: &str, v: serde_json::Value) -> Record {
+    let mut data = Data::new();
+    data.insert(k.into(), v);
+    Record::new(data, OffsetDateTime::now_utc() + time::Duration::hours(1))
+}
+
+async fn save_value(store: &impl Store, key: &SessionKey, v: serde_json::Value) {
+    let mut r = store.load(key).await.unwrap().expect("stored");
+    Arc::make_mut(&mut r.data).insert("v".into(), v);
+    store.save(key, &r).await.unwrap();
+}
+
+#[tokio::test]
+async fn reads_come_from_the_cache_and_writes_reach_the_database() {
+    let store = CachedStore::new(MokaStore::new(), MemoryStore::new());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    save_value(&store, &key, json!(2)).await;
+    let id = key.storage_id();
+    assert_eq!(store.cache().get(&id).await.unwrap().unwrap().data["v"], 2);
+    assert_eq!(store.db().load(&key).await.unwrap().unwrap().data["v"], 2);
+    // Proof that loads are served by the cache: a change made behind the cache's back
+    // is not seen until the cache entry goes.
+    let mut r = store.db().load(&key).await.unwrap().unwrap();
+    Arc::make_mut(&mut r.data).insert("v".into(), json!("db only"));
+    store.db().save(&key, &r).await.unwrap();
+    assert_eq!(store.load(&key).await.unwrap().unwrap().data["v"], 2);
+    store.cache().invalidate_all();
+    assert_eq!(store.load(&key).await.unwrap().unwrap().data["v"], "db only");
+}
+
+#[tokio::test]
+async fn serves_correct_data_when_the_cache_is_flushed_behind_its_back() {
+    let store = CachedStore::new(MokaStore::new(), MemoryStore::new());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    save_value(&store, &key, json!(2)).await;
+    store.cache().invalidate_all();
+    let r = store.load(&key).await.unwrap().expect("refilled from the database");
+    assert_eq!((r.version, r.data["v"].clone()), (2, json!(2)));
+    // The refill is in the cache again, and later writes keep it current.
+    assert!(store.cache().get(&key.storage_id()).await.unwrap().is_some());
+    save_value(&store, &key, json!(3)).await;
+    store.cache().invalidate_all();
+    save_value(&store, &key, json!(4)).await;
+    let r = store.load(&key).await.unwrap().unwrap();
+    assert_eq!((r.version, r.data["v"].clone()), (4, json!(4)));
+    store.cache().invalidate_all();
+    store.delete(&key).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_none());
+}
+
+/// A database whose next `load` pauses after reading, until the test releases it: the
+/// slow request of a race.
+#[derive(Clone, Debug, Default)]
+struct PausingDb {
+    inner: MemoryStore,
+    gate: Arc<Gate>,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    armed: AtomicBool,
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Store for PausingDb {
+    async fn create(&self, r: &Record) -> Result<SessionKey> {
+        self.inner.create(r).await
+    }
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        let got = self.inner.load(key).await;
+        if self.gate.armed.swap(false, Ordering::SeqCst) {
+            self.gate.reached.notify_one();
+            self.gate.release.notified().await;
+        }
+        got
+    }
+    async fn save(&self, key: &SessionKey, r: &Record) -> Result<SessionKey> {
+        self.inner.save(key, r).await
+    }
+    async fn touch(&self, key: &SessionKey, at: OffsetDateTime) -> Result<SessionKey> {
+        self.inner.touch(key, at).await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        self.inner.delete(key).await
+    }
+    async fn clear_expired(&self) -> Result<u64> {
+        self.inner.clear_expired().await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+}
+
+/// Starts a load that misses the cache, reads the database and stops before filling.
+async fn start_slow_load(
+    store: &CachedStore<MokaStore, PausingDb>,
+    key: &SessionKey,
+) -> tokio::task::JoinHandle<Option<Record>> {
+    store.cache().invalidate_all();
+    store.db().gate.armed.store(true, Ordering::SeqCst);
+    let (s, k) = (store.clone(), key.clone());
+    let slow = tokio::spawn(async move { s.load(&k).await.unwrap() });
+    store.db().gate.reached.notified().await;
+    slow
+}
+
+#[tokio::test]
+async fn a_late_fill_does_not_overwrite_a_newer_save() {
+    let store = CachedStore::new(MokaStore::new(), PausingDb::default());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    let slow = start_slow_load(&store, &key).await;
+    save_value(&store, &key, json!(2)).await; // database and cache now hold version 2
+    store.db().gate.release.notify_one();
+    assert_eq!(slow.await.unwrap().unwrap().version, 1, "the slow load read version 1");
+    let r = store.load(&key).await.unwrap().unwrap();
+    assert_eq!((r.version, r.data["v"].clone()), (2, json!(2)), "the late fill won");
+}
+
+#[tokio::test]
+async fn a_late_fill_does_not_resurrect_a_deleted_session() {
+    let store = CachedStore::new(MokaStore::new(), PausingDb::default());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    let slow = start_slow_load(&store, &key).await;
+    store.delete(&key).await.unwrap();
+    store.db().gate.release.notify_one();
+    assert!(slow.await.unwrap().is_some(), "the slow load read the session before the delete");
+    assert!(store.load(&key).await.unwrap().is_none(), "the deleted session came back");
+    assert!(store.cache().get(&key.storage_id()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_late_fill_does_not_undo_a_touch_that_ends_the_session() {
+    let store = CachedStore::new(MokaStore::new(), PausingDb::default());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    let slow = start_slow_load(&store, &key).await;
+    let past = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    store.touch(&key, past).await.unwrap();
+    store.db().gate.release.notify_one();
+    slow.await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_none(), "the ended session came back");
+}
+
+#[tokio::test]
+async fn touch_moves_the_cached_expiry() {
+    let store = CachedStore::new(MokaStore::new(), MemoryStore::new());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    let later = OffsetDateTime::now_utc() + time::Duration::days(3);
+    store.touch(&key, later).await.unwrap();
+    let cached = store.cache().get(&key.storage_id()).await.unwrap().unwrap();
+    assert_eq!(cached.expires_at, later);
+}
+
+/// A cache that always fails.
+#[derive(Debug)]
+struct DownCache;
+
+fn down() -> Error {
+    Error::backend("test-cache", "the cache is down")
+}
+
+#[async_trait]
+impl SessionCache for DownCache {
+    async fn get(&self, _: &StorageId) -> Result<Option<Record>> {
+        Err(down())
+    }
+    async fn put_if_newer(&self, _: &StorageId, _: &Record) -> Result<bool> {
+        Err(down())
+    }
+    async fn extend(&self, _: &StorageId, _: OffsetDateTime) -> Result<bool> {
+        Err(down())
+    }
+    async fn tombstone(&self, _: &StorageId, _: Duration) -> Result<()> {
+        Err(down())
+    }
+}
+
+#[tokio::test]
+async fn a_failing_cache_never_fails_a_request() {
+    let store = CachedStore::new(DownCache, MemoryStore::new());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    save_value(&store, &key, json!(2)).await;
+    let later = OffsetDateTime::now_utc() + time::Duration::days(1);
+    store.touch(&key, later).await.unwrap();
+    let r = store.load(&key).await.unwrap().unwrap();
+    assert_eq!((r.version, r.data["v"].clone(), r.expires_at), (2, json!(2), later));
+    // The database's verdicts still come through.
+    let mut stale = r.clone();
+    stale.version = 1;
+    assert!(matches!(store.save(&key, &stale).await, Err(Error::Conflict)));
+    store.delete(&key).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_none());
+    assert!(matches!(store.save(&key, &r).await, Err(Error::NotFound)));
+}
+
+/// A moka cache that can be switched off (every call fails) and back on, keeping what it
+/// held: a Redis that was unreachable for a while.
+#[derive(Clone, Debug, Default)]
+struct FlakyCache {
+    inner: MokaStore,
+    down: Arc<AtomicBool>,
+}
+
+impl FlakyCache {
+    fn check(&self) -> Result<()> {
+        if self.down.load(Ordering::SeqCst) { Err(down()) } else { Ok(()) }
+    }
+}
+
+#[async_trait]
+impl SessionCache for FlakyCache {
+    async fn get(&self, id: &StorageId) -> Result<Option<Record>> {
+        self.check()?;
+        self.inner.get(id).await
+    }
+    async fn put_if_newer(&self, id: &StorageId, r: &Record) -> Result<bool> {
+        self.check()?;
+        self.inner.put_if_newer(id, r).await
+    }
+    async fn extend(&self, id: &StorageId, at: OffsetDateTime) -> Result<bool> {
+        self.check()?;
+        self.inner.extend(id, at).await
+    }
+    async fn tombstone(&self, id: &StorageId, ttl: Duration) -> Result<()> {
+        self.check()?;
+        self.inner.tombstone(id, ttl).await
+    }
+}
+
+#[tokio::test]
+async fn a_cache_that_missed_a_save_never_serves_the_older_copy() {
+    let store = CachedStore::new(FlakyCache::default(), MemoryStore::new());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_some()); // cached: version 1
+    store.cache().down.store(true, Ordering::SeqCst);
+    save_value(&store, &key, json!(2)).await; // the cache still holds version 1
+    store.cache().down.store(false, Ordering::SeqCst);
+    for _ in 0..3 {
+        let r = store.load(&key).await.unwrap().unwrap();
+        assert_eq!((r.version, r.data["v"].clone()), (2, json!(2)), "served the copy the save could not replace");
+    }
+    // The deleted session is not served from the stale copy either.
+    store.cache().down.store(true, Ordering::SeqCst);
+    store.delete(&key).await.unwrap();
+    store.cache().down.store(false, Ordering::SeqCst);
+    assert!(store.load(&key).await.unwrap().is_none());
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_redis_cache_on_a_dead_port_never_fails_a_request() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cache = session_cache::RedisStore::builder()
+        .connect_timeout(Duration::from_millis(200))
+        .response_timeout(Duration::from_millis(200))
+        .connect_lazy(&format!("redis://127.0.0.1:{port}/"))
+        .unwrap();
+    let store = CachedStore::new(cache, MemoryStore::new());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    save_value(&store, &key, json!(2)).await;
+    let r = store.load(&key).await.unwrap().unwrap();
+    assert_eq!((r.version, r.data["v"].clone()), (2, json!(2)));
+    store.delete(&key).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_none());
+}

@@ -1,0 +1,139 @@
+//! MokaStore: the conformance suite, the byte bound and the cache-side operations.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use session_cache::{MokaStore, SessionCache};
+use session_core::{Data, Error, Record, SessionKey, Store};
+use time::OffsetDateTime;
+
+/// One cache per namespace: two handles on one namespace share it.
+fn shared(ns: &str) -> MokaStore {
+    static STORES: LazyLock<Mutex<HashMap<String, MokaStore>>> = LazyLock::new(Mutex::default);
+    STORES
+        .lock()
+        .unwrap()
+        .entry(ns.to_owned())
+        .or_default()
+        .clone()
+}
+
+session_core::conformance_tests!(moka_store, |ns: String| async move { shared(&ns) });
+
+fn record_of(bytes: usize) -> Record {
+    let mut data = Data::new();
+    data.insert("blob".into(), json!("x".repeat(bytes)));
+    Record::new(data, OffsetDateTime::now_utc() + time::Duration::hours(1))
+}
+
+#[tokio::test]
+async fn capacity_is_bounded_in_bytes() {
+    let capacity = 1 << 20;
+    let store = MokaStore::with_capacity_bytes(capacity);
+    let mut keys = Vec::new();
+    for _ in 0..100 {
+        keys.push(store.create(&record_of(50_000)).await.unwrap());
+    }
+    store.run_pending_tasks().await;
+    assert!(
+        store.weighted_size() <= capacity,
+        "weighted size {} exceeds the capacity {capacity}",
+        store.weighted_size()
+    );
+    let mut kept = 0;
+    for k in &keys {
+        if let Some(r) = store.load(k).await.unwrap() {
+            assert_eq!(r.data["blob"].as_str().map(str::len), Some(50_000));
+            kept += 1;
+        }
+    }
+    // 100 records of ~50 KB cannot fit in 1 MiB; about 20 can.
+    assert!(kept > 0, "everything was evicted");
+    assert!(kept <= 21, "{kept} records of 50 KB kept in 1 MiB");
+}
+
+#[tokio::test]
+async fn small_records_are_not_evicted_by_a_byte_bound_they_fit_in() {
+    let store = MokaStore::with_capacity_bytes(1 << 20);
+    let mut keys = Vec::new();
+    for _ in 0..100 {
+        keys.push(store.create(&record_of(1_000)).await.unwrap());
+    }
+    store.run_pending_tasks().await;
+    for k in &keys {
+        assert!(store.load(k).await.unwrap().is_some());
+    }
+}
+
+#[tokio::test]
+async fn a_record_larger_than_the_capacity_is_too_large() {
+    let store = MokaStore::with_capacity_bytes(10_000);
+    let got = store.create(&record_of(20_000)).await;
+    assert!(matches!(got, Err(Error::TooLarge { .. })), "{got:?}");
+}
+
+#[tokio::test]
+async fn loads_share_the_decoded_data() {
+    let store = MokaStore::new();
+    let key = store.create(&record_of(10)).await.unwrap();
+    let a = store.load(&key).await.unwrap().unwrap();
+    let b = store.load(&key).await.unwrap().unwrap();
+    assert!(std::sync::Arc::ptr_eq(&a.data, &b.data), "each load copied the data");
+}
+
+#[tokio::test]
+async fn put_if_newer_orders_by_version_then_expiry() {
+    let cache = MokaStore::new();
+    let id = SessionKey::generate().storage_id();
+    let mut r = record_of(1);
+    r.version = 2;
+    assert!(cache.put_if_newer(&id, &r).await.unwrap());
+    let mut older = r.clone();
+    older.version = 1;
+    older.expires_at += time::Duration::hours(5);
+    assert!(!cache.put_if_newer(&id, &older).await.unwrap(), "older version replaced a newer one");
+    assert!(!cache.put_if_newer(&id, &r).await.unwrap(), "the same record counts as newer");
+    let mut touched = r.clone();
+    touched.expires_at += time::Duration::minutes(1);
+    assert!(cache.put_if_newer(&id, &touched).await.unwrap());
+    assert!(!cache.put_if_newer(&id, &r).await.unwrap(), "an earlier expiry replaced a later one");
+    assert_eq!(cache.get(&id).await.unwrap().unwrap().expires_at, touched.expires_at);
+}
+
+#[tokio::test]
+async fn a_tombstone_blocks_puts_until_it_expires() {
+    let cache = MokaStore::new();
+    let id = SessionKey::generate().storage_id();
+    let r = record_of(1);
+    assert!(cache.put_if_newer(&id, &r).await.unwrap());
+    cache.tombstone(&id, Duration::from_millis(300)).await.unwrap();
+    assert!(cache.get(&id).await.unwrap().is_none());
+    assert!(!cache.put_if_newer(&id, &r).await.unwrap(), "a put passed the tombstone");
+    assert!(!cache.extend(&id, r.expires_at).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(cache.put_if_newer(&id, &r).await.unwrap());
+    assert!(cache.get(&id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn extend_moves_expiry_only_forward() {
+    let cache = MokaStore::new();
+    let id = SessionKey::generate().storage_id();
+    let r = record_of(1);
+    assert!(!cache.extend(&id, r.expires_at).await.unwrap(), "extended nothing");
+    cache.put_if_newer(&id, &r).await.unwrap();
+    let later = r.expires_at + time::Duration::hours(1);
+    assert!(cache.extend(&id, later).await.unwrap());
+    assert!(!cache.extend(&id, r.expires_at).await.unwrap());
+    assert_eq!(cache.get(&id).await.unwrap().unwrap().expires_at, later);
+}
+
+#[tokio::test]
+async fn clones_share_one_cache_and_stores_do_not() {
+    let a = MokaStore::new();
+    let key = a.create(&record_of(1)).await.unwrap();
+    assert!(a.clone().load(&key).await.unwrap().is_some());
+    assert!(MokaStore::new().load(&key).await.unwrap().is_none());
+}
