@@ -317,7 +317,7 @@ impl SessionDir {
         let bytes = read_whole(file, &meta).map_err(backend)?;
         let header = match FrameHeader::read(&bytes) {
             Ok(header) => header,
-            Err(e) => return self.discard(id, &path, &meta, &e),
+            Err(_) => return self.discard(id, &path, &meta, "header"),
         };
         if header.expires_at <= OffsetDateTime::now_utc() {
             // Left for `clear_expired`: a read never writes.
@@ -329,7 +329,7 @@ impl SessionDir {
             header.version,
         ) {
             Ok(record) => Ok(Some(record)),
-            Err(e) => self.discard(id, &path, &meta, &e),
+            Err(_) => self.discard(id, &path, &meta, "payload"),
         }
     }
 
@@ -339,9 +339,11 @@ impl SessionDir {
         id: &StorageId,
         path: &Path,
         meta: &Metadata,
-        error: &Error,
+        damaged: &'static str,
     ) -> Result<Option<Record>> {
-        tracing::warn!(session = %id.short(), %error, "an unreadable session file was removed");
+        // The decoder's message can quote the file's content (session data): log only
+        // which part was damaged.
+        tracing::warn!(session = %id.short(), damaged, len = meta.len(), "an unreadable session file was removed");
         self.remove_unless_replaced(id, path, identity(meta))
             .map_err(backend)?;
         Ok(None)

@@ -584,3 +584,63 @@ async fn the_directory_may_be_a_symlink() {
     );
     assert!(store.load(&key).await.expect("load").is_some());
 }
+
+/// Log lines written by the whole test binary (the subscriber is process-wide because
+/// the store logs from its blocking threads).
+static LOGS: LazyLock<Arc<std::sync::Mutex<Vec<u8>>>> = LazyLock::new(|| {
+    let logs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = Arc::clone(&logs);
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || LogWriter(Arc::clone(&sink)))
+        .try_init()
+        .expect("no other subscriber in this binary");
+    logs
+});
+
+struct LogWriter(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_file_is_logged_by_its_short_hashed_id_only() {
+    let logs = Arc::clone(&LOGS);
+    let tmp = tmp();
+    let store = store_in(&tmp);
+    let key = store
+        .create(&record(1, in_an_hour()))
+        .await
+        .expect("create");
+    let mut bytes = record(1, in_an_hour()).encode_framed().expect("encode");
+    bytes.truncate(FrameHeader::LEN);
+    bytes.extend_from_slice(br#"{"d":"hunter2-secret"}"#); // a payload the decoder refuses
+    fs::write(session_path(&store, &key), &bytes).expect("damage");
+
+    assert!(matches!(store.load(&key).await, Ok(None)));
+
+    let text = String::from_utf8_lossy(&logs.lock().expect("logs")).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&key.storage_id().short()))
+        .unwrap_or_else(|| panic!("no log line names the session: {text}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains("unreadable session file"), "{line}");
+    assert!(!line.contains(key.as_str()), "the key was logged");
+    assert!(
+        !line.contains(&key.storage_id().to_hex()),
+        "the whole storage id was logged"
+    );
+    assert!(!line.contains("hunter2"), "session data was logged");
+}
