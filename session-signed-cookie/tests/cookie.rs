@@ -213,3 +213,399 @@ fn signed_cookies_are_readable_by_the_client() {
 fn raw_of(value: &str) -> Vec<u8> {
     URL_SAFE_NO_PAD.decode(value).expect("base64url")
 }
+
+// ---------------------------------------------------------------------------------------
+// Properties
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_record_round_trips(mode in arb_mode(), record in arb_record()) {
+        let s = store(mode, SECRET);
+        let key = create(&s, &record);
+        let mut want = record;
+        want.version = 1;
+        prop_assert_eq!(load(&s, &key), Some(want));
+    }
+
+    #[test]
+    fn flipping_any_bit_is_refused(
+        mode in arb_mode(),
+        record in arb_record(),
+        at in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        let s = store(mode, SECRET);
+        let mut bytes = raw(&create(&s, &record));
+        let i = at.index(bytes.len());
+        bytes[i] ^= 1 << bit;
+        prop_assert!(load_str(&s, &token(&bytes)).is_none(), "bit {} of byte {} flipped", bit, i);
+    }
+
+    #[test]
+    fn replacing_any_byte_or_character_is_refused(
+        mode in arb_mode(),
+        record in arb_record(),
+        at in any::<prop::sample::Index>(),
+        delta in 1u8..=255,
+    ) {
+        let s = store(mode, SECRET);
+        let key = create(&s, &record);
+        let mut bytes = raw(&key);
+        let i = at.index(bytes.len());
+        bytes[i] = bytes[i].wrapping_add(delta);
+        prop_assert!(load_str(&s, &token(&bytes)).is_none());
+
+        let mut chars = key.as_str().as_bytes().to_vec();
+        let j = at.index(chars.len());
+        chars[j] = chars[j].wrapping_add(delta);
+        let text = String::from_utf8_lossy(&chars).into_owned();
+        prop_assert!(load_str(&s, &text).is_none(), "character {} changed", j);
+    }
+
+    #[test]
+    fn truncating_or_extending_is_refused(
+        mode in arb_mode(),
+        record in arb_record(),
+        cut in any::<prop::sample::Index>(),
+        extra in prop::collection::vec(any::<u8>(), 1..8),
+    ) {
+        let s = store(mode, SECRET);
+        let key = create(&s, &record);
+        let value = key.as_str();
+        let keep = cut.index(value.len());
+        prop_assert!(load_str(&s, &value[..keep]).is_none(), "truncated to {}", keep);
+
+        let mut longer = raw(&key);
+        longer.extend_from_slice(&extra);
+        prop_assert!(load_str(&s, &token(&longer)).is_none());
+        let appended = format!("{value}{}", token(&extra));
+        prop_assert!(load_str(&s, &appended).is_none());
+    }
+
+    #[test]
+    fn reordering_bytes_is_refused(
+        mode in arb_mode(),
+        record in arb_record(),
+        a in any::<prop::sample::Index>(),
+        b in any::<prop::sample::Index>(),
+    ) {
+        let s = store(mode, SECRET);
+        let mut bytes = raw(&create(&s, &record));
+        let (i, j) = (a.index(bytes.len()), b.index(bytes.len()));
+        prop_assume!(bytes[i] != bytes[j]);
+        bytes.swap(i, j);
+        prop_assert!(load_str(&s, &token(&bytes)).is_none());
+    }
+
+    #[test]
+    fn a_cookie_never_opens_in_the_other_mode(record in arb_record()) {
+        let (sig, enc) = (store(Mode::Signed, SECRET), store(Mode::Encrypted, SECRET));
+        prop_assert!(load(&enc, &create(&sig, &record)).is_none());
+        prop_assert!(load(&sig, &create(&enc, &record)).is_none());
+    }
+
+    #[test]
+    fn a_cookie_never_opens_with_another_secret(
+        mode in arb_mode(),
+        record in arb_record(),
+        a in prop::collection::vec(any::<u8>(), 32..48),
+        b in prop::collection::vec(any::<u8>(), 32..48),
+    ) {
+        prop_assume!(a != b);
+        let key = create(&store(mode, &a), &record);
+        prop_assert!(load(&store(mode, &b), &key).is_none());
+    }
+
+    #[test]
+    fn rotation_keeps_old_cookies_and_reissues_them(
+        mode in arb_mode(),
+        record in arb_record(),
+        old in prop::collection::vec(any::<u8>(), 32..48),
+        new in prop::collection::vec(any::<u8>(), 32..48),
+    ) {
+        prop_assume!(old != new);
+        let before = store(mode, &old);
+        let after = CookieStore::builder(mode, &new)
+            .with_previous_secret(&old)
+            .build()
+            .expect("valid configuration");
+        let only_new = store(mode, &new);
+
+        let key = create(&before, &record);
+        let loaded = load(&after, &key).expect("an old cookie still loads");
+        prop_assert_eq!(&loaded.data, &record.data);
+
+        let saved = block(after.save(&key, &loaded)).expect("save");
+        prop_assert_eq!(load(&only_new, &saved).map(|r| r.version), Some(2));
+        prop_assert!(load(&before, &saved).is_none(), "save kept the old secret");
+
+        let touched = block(after.touch(&key, in_an_hour())).expect("touch");
+        prop_assert_eq!(load(&only_new, &touched).map(|r| r.version), Some(1));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Exhaustive tampering of one cookie per mode: every bit of the raw bytes, every other
+// character at every position, every truncation.
+
+#[test]
+fn every_single_modification_of_a_cookie_is_refused() {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for mode in MODES {
+        let s = store(mode, SECRET);
+        let key = create(&s, &sample());
+        assert!(load(&s, &key).is_some());
+        let bytes = raw(&key);
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert_refused(&s, &token(&b), &format!("{mode:?} bit {bit} of byte {i}"));
+            }
+        }
+        let value = key.as_str().as_bytes();
+        for i in 0..value.len() {
+            for &c in ALPHABET.iter().filter(|&&c| c != value[i]) {
+                let mut v = value.to_vec();
+                v[i] = c;
+                let v = String::from_utf8(v).expect("ASCII");
+                assert!(load_str(&s, &v).is_none(), "{mode:?} char {i} -> {}", char::from(c));
+            }
+        }
+        for keep in 0..value.len() {
+            let v = std::str::from_utf8(&value[..keep]).expect("ASCII");
+            assert!(load_str(&s, v).is_none(), "{mode:?} truncated to {keep}");
+        }
+    }
+}
+
+#[test]
+fn a_cookie_never_opens_under_another_cookie_name() {
+    for mode in MODES {
+        let a = CookieStore::builder(mode, SECRET).with_cookie_name("a").build().expect("valid");
+        let b = CookieStore::builder(mode, SECRET).with_cookie_name("b").build().expect("valid");
+        let key = create(&a, &sample());
+        assert!(load(&a, &key).is_some());
+        assert!(load(&b, &key).is_none(), "{mode:?}");
+    }
+}
+
+#[test]
+fn swapping_the_key_id_for_another_stores_is_refused() {
+    // A token whose header names the key of another store (here: another cookie name) is
+    // still refused: the name is bound by the key and by the associated data.
+    for mode in MODES {
+        let a = CookieStore::builder(mode, SECRET).with_cookie_name("a").build().expect("valid");
+        let b = CookieStore::builder(mode, SECRET).with_cookie_name("b").build().expect("valid");
+        let mut from_a = raw(&create(&a, &sample()));
+        let from_b = raw(&create(&b, &sample()));
+        from_a[..6].copy_from_slice(&from_b[..6]);
+        assert!(load_str(&b, &token(&from_a)).is_none(), "{mode:?}");
+    }
+}
+
+#[test]
+fn an_over_long_value_is_refused() {
+    for mode in MODES {
+        let s = store(mode, SECRET);
+        let key = create(&s, &sample());
+        let padded = format!("{}{}", key.as_str(), "A".repeat(s.max_value_len() + 1 - key.as_str().len()));
+        assert_eq!(padded.len(), s.max_value_len() + 1);
+        assert!(load_str(&s, &padded).is_none());
+        assert!(matches!(
+            block(s.save(&SessionKey::parse(&padded).expect("cookie-safe"), &sample())),
+            Err(Error::NotFound)
+        ));
+    }
+}
+
+#[test]
+fn encrypted_cookies_use_a_fresh_nonce_every_time() {
+    let s = store(Mode::Encrypted, SECRET);
+    let r = sample();
+    let (a, b) = (raw(&create(&s, &r)), raw(&create(&s, &r)));
+    assert_ne!(a[6..18], b[6..18], "two cookies share a nonce");
+    assert_ne!(a, b);
+}
+
+#[test]
+fn save_checks_the_version_inside_the_presented_cookie() {
+    for mode in MODES {
+        let s = store(mode, SECRET);
+        let v1 = create(&s, &sample());
+        let mut r = load(&s, &v1).expect("loads");
+        let v2 = block(s.save(&v1, &r)).expect("save");
+        r.version = 2;
+        let v3 = block(s.save(&v2, &r)).expect("save");
+        assert_eq!(load(&s, &v3).map(|r| r.version), Some(3));
+        assert!(matches!(block(s.save(&v3, &r)), Err(Error::Conflict)), "{mode:?}");
+    }
+}
+
+#[test]
+fn touch_keeps_data_and_version() {
+    for mode in MODES {
+        let s = store(mode, SECRET);
+        let key = create(&s, &sample());
+        let r = load(&s, &key).expect("loads");
+        let key = block(s.save(&key, &r)).expect("save");
+        let later = in_an_hour() + Duration::days(2);
+        let touched = block(s.touch(&key, later)).expect("touch");
+        let back = load(&s, &touched).expect("loads");
+        assert_eq!((back.version, &back.data, back.expires_at), (2, &r.data, later));
+    }
+}
+
+#[test]
+fn the_store_is_client_side() {
+    for mode in MODES {
+        let s = store(mode, SECRET);
+        assert_eq!(s.capabilities(), Capabilities::client_side());
+        assert_eq!(s.mode(), mode);
+        let key = create(&s, &sample());
+        block(s.delete(&key)).expect("delete");
+        assert!(load(&s, &key).is_some(), "delete cannot revoke a cookie");
+        assert_eq!(block(s.clear_expired()).ok(), Some(0));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Size
+
+/// A record holding `n` characters that do not compress (a fixed pseudo-random sequence).
+fn record_of_len(n: usize) -> Record {
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let text: String = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(CHARS[usize::try_from(state % 62).expect("small")])
+        })
+        .collect();
+    let mut data = Data::new();
+    data.insert("s".into(), json!(text));
+    Record::new(data, in_an_hour())
+}
+
+#[test]
+fn too_large_carries_the_size_at_create_and_save() {
+    for mode in MODES {
+        // A store with no attribute allowance issues the token; the same token needs
+        // `name=` plus the token plus the allowance in a store that keeps an allowance.
+        let roomy = CookieStore::builder(mode, SECRET).with_attribute_allowance(0).build().expect("valid");
+        let r = record_of_len(2500);
+        let key = create(&roomy, &r);
+        let needed = "sessionid=".len() + key.as_str().len();
+        let allowance = 4096 - needed + 1;
+        let tight = CookieStore::builder(mode, SECRET)
+            .with_attribute_allowance(allowance)
+            .build()
+            .expect("valid");
+        let want = needed + allowance;
+        let too_large = |got: Result<SessionKey, Error>| match got {
+            Err(Error::TooLarge { size, limit }) => {
+                assert_eq!((size, limit), (want, 4096), "{mode:?}");
+                assert!(Error::TooLarge { size, limit }.to_string().contains(&want.to_string()));
+            }
+            other => panic!("{mode:?}: expected TooLarge, got {other:?}"),
+        };
+        too_large(block(tight.create(&r)));
+        let small = create(&tight, &sample());
+        let mut bigger = r.clone();
+        bigger.version = 1;
+        too_large(block(tight.save(&small, &bigger)));
+        // Nothing changed in the cookie it was given: the small one still loads.
+        assert!(load(&tight, &small).is_some());
+
+        // Exactly at the limit is fine, and so is touching such a cookie (a touched cookie
+        // has the length of the one presented, which passed the same limit on the way in).
+        let exact = CookieStore::builder(mode, SECRET)
+            .with_attribute_allowance(allowance - 1)
+            .build()
+            .expect("valid");
+        let at_limit = block(exact.create(&r)).expect("a cookie of exactly 4096 bytes");
+        assert_eq!("sessionid=".len() + at_limit.as_str().len() + allowance - 1, 4096);
+        let touched = block(exact.touch(&at_limit, in_an_hour())).expect("touch");
+        assert_eq!(touched.as_str().len(), at_limit.as_str().len());
+        // A value longer than this store could issue is refused unread.
+        assert!(load(&tight, &at_limit).is_none(), "{mode:?}");
+    }
+}
+
+#[test]
+fn a_huge_record_is_too_large() {
+    for mode in MODES {
+        let got = block(store(mode, SECRET).create(&record_of_len(1 << 20)));
+        assert!(
+            matches!(got, Err(Error::TooLarge { size, limit: 4096 }) if size > 1 << 20),
+            "{mode:?}: {got:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Construction
+
+#[test]
+fn a_short_secret_is_refused_with_a_clear_message() {
+    let short = [7u8; MIN_SECRET_LEN - 1];
+    for mode in MODES {
+        let err = CookieStore::builder(mode, short).build().expect_err("short secret");
+        assert_eq!(err, BuildError::SecretTooShort { len: 31, min: 32 });
+        let msg = err.to_string();
+        assert!(msg.contains("31 bytes") && msg.contains("at least 32 bytes"), "{msg}");
+
+        let err = CookieStore::builder(mode, SECRET)
+            .with_previous_secret(SECRET)
+            .with_previous_secret(short)
+            .build()
+            .expect_err("short previous secret");
+        assert_eq!(err, BuildError::PreviousSecretTooShort { index: 1, len: 31, min: 32 });
+    }
+    assert!(CookieStore::signed([7u8; MIN_SECRET_LEN]).build().is_ok());
+}
+
+#[test]
+fn bad_cookie_names_and_allowances_are_refused() {
+    for name in ["", "a b", "a;b", "a=b", "é", &"n".repeat(257)] {
+        let err = CookieStore::signed(SECRET).with_cookie_name(name).build().expect_err(name);
+        assert_eq!(err, BuildError::InvalidCookieName);
+    }
+    let err = CookieStore::encrypted(SECRET)
+        .with_attribute_allowance(4096)
+        .build()
+        .expect_err("no room");
+    assert!(matches!(err, BuildError::NoRoomForValue { allowance: 4096, .. }), "{err:?}");
+    let config: session_core::ConfigError = err.into();
+    assert_eq!(config.setting(), "cookie attribute allowance");
+}
+
+#[test]
+fn debug_output_holds_no_secret() {
+    let secret = *b"s3cr3t-S3CR3T-s3cr3t-S3CR3T-s3cr";
+    let old = *b"0ld-0ld-0ld-0ld-0ld-0ld-0ld-0ld!";
+    let builder = CookieStore::encrypted(secret).with_previous_secret(old);
+    let shown_builder = format!("{builder:?} {builder:#?}");
+    let s = builder.build().expect("valid");
+    let shown = format!("{shown_builder} {s:?} {s:#?}");
+    for secret in [&secret[..], &old[..]] {
+        let text = std::str::from_utf8(secret).expect("ASCII");
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let list = format!("{secret:?}");
+        for needle in [text, &text[..8], &hex[..16], &list[1..list.len() - 1]] {
+            assert!(!shown.contains(needle), "Debug shows {needle}: {shown}");
+        }
+    }
+    assert!(shown.contains("Encrypted") && shown.contains("redacted"), "{shown}");
+}
+
+#[test]
+fn identical_secrets_collapse_into_one_key() {
+    let s = CookieStore::signed(SECRET).with_previous_secret(SECRET).build().expect("valid");
+    // Same single key id as a store with only the one secret.
+    assert_eq!(format!("{s:?}"), format!("{:?}", store(Mode::Signed, SECRET)));
+}
