@@ -1,0 +1,212 @@
+//! What the three stores share: settings, SQL rendering, row decoding, error mapping.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use session_core::{Error, Record, StorageId};
+use time::OffsetDateTime;
+
+/// Rows a `clear_expired` statement deletes at most, unless configured otherwise.
+pub const DEFAULT_CLEAR_BATCH_SIZE: NonZeroU32 = NonZeroU32::new(1000).expect("1000 is not zero");
+
+/// How long an operation waits for a pooled connection (including connecting) before it
+/// fails with [`Error::Backend`], for pools the stores build from a URL.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many fresh keys `create` tries before it gives up. A collision of two 165-bit keys
+/// does not happen; a loop that could not end would still be a bug.
+pub(crate) const CREATE_ATTEMPTS: usize = 8;
+
+/// What one [`clear_expired_in_batches`](crate) run did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClearStats {
+    /// Expired rows deleted.
+    pub removed: u64,
+    /// `DELETE` statements run (each removes at most the configured batch size).
+    pub statements: u64,
+}
+
+/// Settings every store has.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) clear_batch_size: NonZeroU32,
+    pub(crate) acquire_timeout: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            clear_batch_size: DEFAULT_CLEAR_BATCH_SIZE,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
+/// Fills a statement template: `{table}` and `{index}` become the quoted names.
+///
+/// Callers pass names built only from validated identifiers (`TableName`, `SchemaName`)
+/// and fixed suffixes, which is what makes the result safe to hand to
+/// `sqlx::AssertSqlSafe`.
+pub(crate) fn render(template: &str, table: &str, index: &str) -> Arc<str> {
+    template
+        .trim()
+        .replace("{table}", table)
+        .replace("{index}", index)
+        .into()
+}
+
+/// The version as the BIGINT column holds it. Stored versions are at least 1, so a
+/// version beyond `i64::MAX` maps to -1, which matches no row.
+pub(crate) fn version_param(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(-1)
+}
+
+/// Decodes a row's payload; `None` (after a warning) when it is not a payload.
+///
+/// The codec error itself is not logged: its message may quote session data.
+pub(crate) fn decode_row(
+    store: &'static str,
+    id: &StorageId,
+    payload: &[u8],
+    expires_at: OffsetDateTime,
+    version: i64,
+) -> Option<Record> {
+    let Ok(version) = u64::try_from(version) else {
+        tracing::warn!(session = %id.short(), store, version, "negative session version; removing the row");
+        return None;
+    };
+    match Record::decode_payload(payload, expires_at, version) {
+        Ok(record) => Some(record),
+        Err(_) => {
+            tracing::warn!(
+                session = %id.short(),
+                store,
+                bytes = payload.len(),
+                "undecodable session payload; removing the row"
+            );
+            None
+        }
+    }
+}
+
+/// Maps a driver error to [`Error::Backend`], keeping it as the source.
+pub(crate) fn backend(store: &'static str) -> impl Fn(sqlx::Error) -> Error {
+    move |e| Error::backend(store, e)
+}
+
+/// Whether `url` names an in-memory SQLite database (`sqlite::memory:`,
+/// `sqlite://:memory:`, or `mode=memory`).
+#[cfg(feature = "sqlite")]
+pub(crate) fn sqlite_url_is_in_memory(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory")
+}
+
+/// A stable 64-bit FNV-1a hash, for lock keys derived from a table name.
+#[cfg(feature = "postgres")]
+pub(crate) fn fnv1a(bytes: &[u8]) -> i64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from_be_bytes(hash.to_be_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_beyond_i64_match_nothing() {
+        assert_eq!(version_param(7), 7);
+        assert_eq!(version_param(u64::MAX), -1);
+    }
+
+    #[test]
+    fn render_fills_both_placeholders() {
+        assert_eq!(
+            &*render(" DROP {table} {index}\n", "\"t\"", "\"t_i\""),
+            "DROP \"t\" \"t_i\""
+        );
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn in_memory_urls_are_recognised() {
+        for url in [
+            "sqlite::memory:",
+            "sqlite://:memory:",
+            "sqlite:file:x?mode=memory&cache=shared",
+            "sqlite://x?cache=shared&mode=memory",
+        ] {
+            assert!(sqlite_url_is_in_memory(url), "{url}");
+        }
+        for url in ["sqlite://data.db", "sqlite:data.db?mode=rwc", "sqlite:/tmp/memory.db"] {
+            assert!(!sqlite_url_is_in_memory(url), "{url}");
+        }
+    }
+}
+
+/// The statement templates of one database, from `src/sql/<database>/*.sql`.
+pub(crate) struct Templates {
+    pub(crate) create_table: &'static str,
+    pub(crate) create_index: Option<&'static str>,
+    pub(crate) create: &'static str,
+    pub(crate) load: &'static str,
+    pub(crate) save: &'static str,
+    pub(crate) exists: &'static str,
+    pub(crate) touch: &'static str,
+    pub(crate) delete: &'static str,
+    pub(crate) delete_version: &'static str,
+    pub(crate) clear_batch: &'static str,
+}
+
+/// The statements of one store, rendered once for its table. Cloning an `Arc<str>` per
+/// call is what lets sqlx find the prepared statement in its per-connection cache.
+#[derive(Clone)]
+pub(crate) struct Statements {
+    pub(crate) create_table: Arc<str>,
+    pub(crate) create_index: Option<Arc<str>>,
+    pub(crate) create: Arc<str>,
+    pub(crate) load: Arc<str>,
+    pub(crate) save: Arc<str>,
+    pub(crate) exists: Arc<str>,
+    pub(crate) touch: Arc<str>,
+    pub(crate) delete: Arc<str>,
+    pub(crate) delete_version: Arc<str>,
+    pub(crate) clear_batch: Arc<str>,
+}
+
+impl Statements {
+    /// `table` and `index` must be quoted names built from validated identifiers only.
+    pub(crate) fn render(t: &Templates, table: &str, index: &str) -> Self {
+        let r = |s: &str| render(s, table, index);
+        Self {
+            create_table: r(t.create_table),
+            create_index: t.create_index.map(r),
+            create: r(t.create),
+            load: r(t.load),
+            save: r(t.save),
+            exists: r(t.exists),
+            touch: r(t.touch),
+            delete: r(t.delete),
+            delete_version: r(t.delete_version),
+            clear_batch: r(t.clear_batch),
+        }
+    }
+}
+
+/// A rendered statement as sqlx takes it.
+///
+/// Sound because every [`Statements`] field is a template from this crate with only
+/// validated identifiers spliced in; values always travel as bound parameters.
+pub(crate) fn sql(statement: &Arc<str>) -> sqlx::AssertSqlSafe<Arc<str>> {
+    sqlx::AssertSqlSafe(Arc::clone(statement))
+}

@@ -1,0 +1,1 @@
+INSERT INTO {table} (id, payload, expires_at, version) VALUES (?, ?, ?, 1)

@@ -1,0 +1,1 @@
+SELECT payload, expires_at, version FROM {table} WHERE id = ? AND expires_at > ?

@@ -1,0 +1,1 @@
+UPDATE {table} SET expires_at = ? WHERE id = ? AND expires_at > ?

@@ -1,0 +1,90 @@
+//! Helpers shared by the store-specific tests. Each test binary uses a subset.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use session_core::serde_json::json;
+use session_core::{Data, Record, SessionKey, Store};
+use time::{Duration, OffsetDateTime};
+
+/// Table names every store must refuse before running any SQL.
+pub const INVALID_TABLE_NAMES: &[&str] = &[
+    "a;drop",
+    "sessions; DROP TABLE users; --",
+    "1abc",
+    "",
+    "a b",
+    " sessions",
+    "\"sessions\"",
+    "'sessions'",
+    "`sessions`",
+    "public.sessions",
+    "Sessions",
+    "séances",
+    "会话",
+    "a\u{0}b",
+    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", // 49 bytes
+];
+
+/// A fresh table name for one test.
+pub fn fresh_table(prefix: &str) -> String {
+    format!("{prefix}_{}", &SessionKey::generate().as_str()[..10])
+}
+
+pub fn in_an_hour() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::hours(1)
+}
+
+pub fn an_hour_ago() -> OffsetDateTime {
+    OffsetDateTime::now_utc() - Duration::hours(1)
+}
+
+pub fn record(value: &str) -> Record {
+    let mut data = Data::new();
+    data.insert("value".into(), json!(value));
+    Record::new(data, in_an_hour())
+}
+
+/// Fails if the key, as text, occurs in any stored cell; checks the cells hold the
+/// storage id instead, so an empty scan cannot pass.
+pub fn assert_key_absent(cells: &[Vec<u8>], key: &SessionKey) {
+    let needle = key.as_str().as_bytes();
+    for cell in cells {
+        assert!(
+            !cell.windows(needle.len()).any(|w| w == needle),
+            "the raw session key was found in a stored column"
+        );
+    }
+    let id = key.storage_id().to_hex();
+    assert!(
+        cells.iter().any(|c| c == id.as_bytes()),
+        "the storage id is not among the scanned cells: the scan saw nothing"
+    );
+}
+
+/// Creates and saves through `a`, then checks `b` (another table) sees none of it, and
+/// that deleting through `b` leaves `a`'s record alone.
+pub async fn check_tables_are_isolated(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let key = a.create(&record("a")).await.expect("create in a");
+    assert!(b.load(&key).await.expect("load in b").is_none());
+    let mut r = a.load(&key).await.expect("load").expect("stored");
+    assert!(matches!(
+        b.save(&key, &r).await,
+        Err(session_core::Error::NotFound)
+    ));
+    b.delete(&key).await.expect("delete in b");
+    Arc::make_mut(&mut r.data).insert("more".into(), json!(1));
+    a.save(&key, &r).await.expect("save in a");
+    assert_eq!(a.load(&key).await.expect("load").expect("stored").version, 2);
+    let key_b = b.create(&record("b")).await.expect("create in b");
+    assert!(a.load(&key_b).await.expect("load in a").is_none());
+}
+
+/// Creates `live` records that must survive a `clear_expired`, and one expired record.
+pub async fn create_live(store: &dyn Store, live: usize) -> Vec<SessionKey> {
+    let mut keys = Vec::new();
+    for i in 0..live {
+        keys.push(store.create(&record(&i.to_string())).await.expect("create"));
+    }
+    keys
+}
