@@ -1,1 +1,264 @@
-//! Placeholder until the tests land.
+//! RedisStore on a standalone server: the conformance suite and the Redis-specific
+//! behaviours. Run with `SESSION_TEST_REDIS_URL=redis://127.0.0.1:6379/` and
+//! `-- --include-ignored`.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use serde_json::json;
+use session_cache::RedisStore;
+use session_core::conformance::Factory;
+use session_core::{Data, Error, Record, SessionKey, Store, async_trait, unix_millis};
+use time::OffsetDateTime;
+
+use common::{delete_prefix, node, prefix, redis_url, scan_prefix};
+
+async fn store(ns: &str) -> RedisStore {
+    RedisStore::builder()
+        .prefix(prefix(ns))
+        .connect(&redis_url())
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", redis_url()))
+}
+
+struct Redis;
+
+#[async_trait]
+impl Factory for Redis {
+    async fn open(&self, ns: &str) -> Arc<dyn Store> {
+        Arc::new(store(ns).await)
+    }
+    async fn cleanup(&self, ns: &str) {
+        delete_prefix(&[redis_url()], &prefix(ns)).await;
+    }
+}
+
+session_core::conformance_tests!(redis_store, Redis, ignore = "needs SESSION_TEST_REDIS_URL");
+
+fn one(k: &str, v: serde_json::Value) -> Record {
+    let mut data = Data::new();
+    data.insert(k.into(), v);
+    Record::new(data, OffsetDateTime::now_utc() + time::Duration::hours(1))
+}
+
+fn fresh_ns() -> String {
+    session_core::conformance::fresh_namespace()
+}
+
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn the_raw_key_appears_nowhere_in_redis() {
+    let ns = fresh_ns();
+    let store = store(&ns).await;
+    let key = store.create(&one("user", json!("alice"))).await.unwrap();
+    let mut r = store.load(&key).await.unwrap().unwrap();
+    Arc::make_mut(&mut r.data).insert("more".into(), json!(1));
+    store.save(&key, &r).await.unwrap();
+    let found = scan_prefix(&[redis_url()], &prefix(&ns)).await;
+    assert_eq!(found.len(), 1, "one session, one Redis key");
+    let (k, v) = &found[0];
+    assert_eq!(k, &store.redis_key(&key));
+    assert_eq!(k, format!("{}{}", prefix(&ns), key.storage_id().to_hex()).as_bytes());
+    let raw = key.as_str().as_bytes();
+    assert!(!k.windows(raw.len()).any(|w| w == raw), "the key is in the Redis key");
+    assert!(!v.windows(raw.len()).any(|w| w == raw), "the key is in the value");
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn garbage_under_a_session_key_loads_as_absent_and_is_removed() {
+    let ns = fresh_ns();
+    let store = store(&ns).await;
+    let mut con = node(&redis_url()).await;
+    for garbage in [&b"garbage"[..], b"", b"SR\x01short", b"SR\x01\0\0\0\0\0\0\0\x01\0\0\x01\x8f\0\0\0\0{not json"] {
+        let key = store.create(&one("a", json!(1))).await.unwrap();
+        let _: () = con.set(store.redis_key(&key), garbage).await.unwrap();
+        assert!(store.load(&key).await.unwrap().is_none(), "garbage {garbage:?} loaded");
+        let exists: bool = con.exists(store.redis_key(&key)).await.unwrap();
+        assert!(!exists, "garbage {garbage:?} was left in place");
+        if garbage.starts_with(b"SR\x01") {
+            // A valid header over a corrupt payload: only decoding finds it, which `save`
+            // and `touch` do not do (they read the header alone).
+            continue;
+        }
+        let _: () = con.set(store.redis_key(&key), garbage).await.unwrap();
+        let mut r = one("a", json!(2));
+        r.version = 1;
+        assert!(matches!(store.save(&key, &r).await, Err(Error::NotFound)));
+        assert!(matches!(
+            store.touch(&key, r.expires_at).await,
+            Err(Error::NotFound)
+        ));
+    }
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn the_ttl_redis_holds_matches_expires_at() {
+    let ns = fresh_ns();
+    let store = store(&ns).await;
+    let mut con = node(&redis_url()).await;
+    let mut r = one("a", json!(1));
+    r.expires_at = OffsetDateTime::now_utc() + time::Duration::minutes(30) + time::Duration::milliseconds(123);
+    let key = store.create(&r).await.unwrap();
+    let redis_key = store.redis_key(&key);
+    let check = |want: OffsetDateTime, pttl: i64, at: i64| {
+        let left = (want - OffsetDateTime::now_utc()).whole_milliseconds();
+        assert!((i128::from(pttl) - left).abs() < 2_000, "PTTL {pttl} ms, expires_at in {left} ms");
+        assert_eq!(at, unix_millis(want), "PEXPIRETIME differs from expires_at");
+    };
+    let pttl: i64 = con.pttl(&redis_key).await.unwrap();
+    let at: i64 = redis::cmd("PEXPIRETIME").arg(&redis_key).query_async(&mut con).await.unwrap();
+    check(r.expires_at, pttl, at);
+    // save and touch move it too.
+    let mut loaded = store.load(&key).await.unwrap().unwrap();
+    loaded.expires_at += time::Duration::hours(2);
+    store.save(&key, &loaded).await.unwrap();
+    let pttl: i64 = con.pttl(&redis_key).await.unwrap();
+    let at: i64 = redis::cmd("PEXPIRETIME").arg(&redis_key).query_async(&mut con).await.unwrap();
+    check(loaded.expires_at, pttl, at);
+    let touched = OffsetDateTime::now_utc() + time::Duration::days(2) + time::Duration::milliseconds(7);
+    store.touch(&key, touched).await.unwrap();
+    let pttl: i64 = con.pttl(&redis_key).await.unwrap();
+    let at: i64 = redis::cmd("PEXPIRETIME").arg(&redis_key).query_async(&mut con).await.unwrap();
+    check(touched, pttl, at);
+    assert_eq!(unix_millis(store.load(&key).await.unwrap().unwrap().expires_at), unix_millis(touched));
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn two_prefixes_do_not_see_each_other() {
+    let (ns_a, ns_b) = (fresh_ns(), fresh_ns());
+    let (a, b) = (store(&ns_a).await, store(&ns_b).await);
+    let key = a.create(&one("a", json!(1))).await.unwrap();
+    assert!(b.load(&key).await.unwrap().is_none());
+    let mut r = a.load(&key).await.unwrap().unwrap();
+    assert!(matches!(b.save(&key, &r).await, Err(Error::NotFound)));
+    assert!(matches!(b.touch(&key, r.expires_at).await, Err(Error::NotFound)));
+    b.delete(&key).await.unwrap();
+    Arc::make_mut(&mut r.data).insert("a".into(), json!(2));
+    a.save(&key, &r).await.unwrap();
+    assert_eq!(a.load(&key).await.unwrap().unwrap().data["a"], 2);
+    assert!(scan_prefix(&[redis_url()], &prefix(&ns_b)).await.is_empty());
+    delete_prefix(&[redis_url()], &prefix(&ns_a)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn a_forgotten_script_is_loaded_again() {
+    let ns = fresh_ns();
+    let store = store(&ns).await;
+    let key = store.create(&one("a", json!(1))).await.unwrap();
+    let mut con = node(&redis_url()).await;
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
+    let r = store.load(&key).await.unwrap().unwrap();
+    store.save(&key, &r).await.unwrap();
+    assert_eq!(store.load(&key).await.unwrap().unwrap().version, 2);
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
+}
+
+fn spare_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_closed_port_fails_fast_with_a_backend_error() {
+    let url = format!("redis://127.0.0.1:{}/", spare_port());
+    let builder = RedisStore::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .response_timeout(Duration::from_millis(500));
+    let started = Instant::now();
+    let got = builder.clone().connect(&url).await;
+    assert!(matches!(got, Err(Error::Backend { .. })), "connect: {got:?}");
+    let lazy = builder.connect_lazy(&url).unwrap();
+    let key = SessionKey::generate();
+    assert!(matches!(lazy.load(&key).await, Err(Error::Backend { .. })));
+    assert!(matches!(lazy.create(&one("a", json!(1))).await, Err(Error::Backend { .. })));
+    // A generous bound that only a hang would exceed.
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+}
+
+/// A redis-server of this test's own, on a spare port, without persistence.
+struct OwnServer {
+    port: u16,
+    child: Child,
+}
+
+impl OwnServer {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start redis-server (is it on PATH?): {e}"));
+        let server = Self { port, child };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server on PATH"]
+async fn the_same_store_recovers_after_redis_restarts() {
+    let port = spare_port();
+    let mut server = OwnServer::start(port);
+    let store = RedisStore::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300))
+        .connect(&format!("redis://127.0.0.1:{}/", server.port))
+        .await
+        .unwrap();
+    let key = store.create(&one("a", json!(1))).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_some());
+
+    server.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let got = store.load(&key).await;
+        assert!(
+            matches!(got, Err(Error::Backend { .. } | Error::Timeout { .. })),
+            "while Redis is down: {got:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3), "an operation hung for {:?}", started.elapsed());
+        let got = store.create(&one("a", json!(2))).await;
+        assert!(got.as_ref().err().is_some_and(Error::is_unavailable), "while Redis is down: {got:?}");
+    }
+
+    let _server = OwnServer::start(port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let key = loop {
+        match store.create(&one("a", json!(3))).await {
+            Ok(key) => break key,
+            Err(e) => {
+                assert!(e.is_unavailable(), "{e}");
+                assert!(Instant::now() < deadline, "the store did not recover: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(store.load(&key).await.unwrap().unwrap().data["a"], 3);
+}
