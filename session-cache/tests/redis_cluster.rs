@@ -1,1 +1,75 @@
-//! Placeholder until the tests land.
+//! RedisStore on a Redis Cluster: the conformance suite and how keys spread. Start a
+//! cluster with `.ci/redis-cluster.sh start`, then run with
+//! `SESSION_TEST_REDIS_CLUSTER_URLS=<its output>` and `-- --include-ignored`.
+
+mod common;
+
+use std::sync::Arc;
+
+use serde_json::json;
+use session_cache::RedisStore;
+use session_core::conformance::Factory;
+use session_core::{Data, Record, Store, async_trait};
+use time::OffsetDateTime;
+
+use common::{cluster_urls, delete_prefix, prefix, scan_prefix};
+
+async fn store(ns: &str) -> RedisStore {
+    RedisStore::builder()
+        .prefix(prefix(ns))
+        .connect_cluster(cluster_urls())
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the cluster {:?}: {e}", cluster_urls()))
+}
+
+struct Cluster;
+
+#[async_trait]
+impl Factory for Cluster {
+    async fn open(&self, ns: &str) -> Arc<dyn Store> {
+        Arc::new(store(ns).await)
+    }
+    async fn cleanup(&self, ns: &str) {
+        delete_prefix(&cluster_urls(), &prefix(ns)).await;
+    }
+}
+
+session_core::conformance_tests!(
+    redis_cluster,
+    Cluster,
+    ignore = "needs SESSION_TEST_REDIS_CLUSTER_URLS"
+);
+
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_CLUSTER_URLS"]
+async fn sessions_spread_over_the_masters_and_hold_no_raw_key() {
+    let ns = session_core::conformance::fresh_namespace();
+    let store = store(&ns).await;
+    let mut keys = Vec::new();
+    for i in 0..60 {
+        let mut data = Data::new();
+        data.insert("i".into(), json!(i));
+        let r = Record::new(data, OffsetDateTime::now_utc() + time::Duration::hours(1));
+        keys.push(store.create(&r).await.unwrap());
+    }
+    let mut nodes_used = 0;
+    let mut total = 0;
+    for url in cluster_urls() {
+        let on_node = scan_prefix(std::slice::from_ref(&url), &prefix(&ns)).await;
+        nodes_used += usize::from(!on_node.is_empty());
+        total += on_node.len();
+        for (k, v) in &on_node {
+            for key in &keys {
+                let raw = key.as_str().as_bytes();
+                assert!(!k.windows(raw.len()).any(|w| w == raw));
+                assert!(!v.windows(raw.len()).any(|w| w == raw));
+            }
+        }
+    }
+    assert_eq!(total, 60);
+    assert!(nodes_used > 1, "all sessions landed on one node");
+    for key in &keys {
+        assert!(store.load(key).await.unwrap().is_some());
+    }
+    delete_prefix(&cluster_urls(), &prefix(&ns)).await;
+}
