@@ -8,7 +8,7 @@ use session_core::{Data, Record, SessionKey, Store};
 use time::{Duration, OffsetDateTime};
 
 /// Table names every store must refuse before running any SQL.
-pub const INVALID_TABLE_NAMES: &[&str] = &[
+pub(crate) const INVALID_TABLE_NAMES: &[&str] = &[
     "a;drop",
     "sessions; DROP TABLE users; --",
     "1abc",
@@ -27,19 +27,19 @@ pub const INVALID_TABLE_NAMES: &[&str] = &[
 ];
 
 /// A fresh table name for one test.
-pub fn fresh_table(prefix: &str) -> String {
+pub(crate) fn fresh_table(prefix: &str) -> String {
     format!("{prefix}_{}", &SessionKey::generate().as_str()[..10])
 }
 
-pub fn in_an_hour() -> OffsetDateTime {
+pub(crate) fn in_an_hour() -> OffsetDateTime {
     OffsetDateTime::now_utc() + Duration::hours(1)
 }
 
-pub fn an_hour_ago() -> OffsetDateTime {
+pub(crate) fn an_hour_ago() -> OffsetDateTime {
     OffsetDateTime::now_utc() - Duration::hours(1)
 }
 
-pub fn record(value: &str) -> Record {
+pub(crate) fn record(value: &str) -> Record {
     let mut data = Data::new();
     data.insert("value".into(), json!(value));
     Record::new(data, in_an_hour())
@@ -47,7 +47,7 @@ pub fn record(value: &str) -> Record {
 
 /// Fails if the key, as text, occurs in any stored cell; checks the cells hold the
 /// storage id instead, so an empty scan cannot pass.
-pub fn assert_key_absent(cells: &[Vec<u8>], key: &SessionKey) {
+pub(crate) fn assert_key_absent(cells: &[Vec<u8>], key: &SessionKey) {
     let needle = key.as_str().as_bytes();
     for cell in cells {
         assert!(
@@ -64,7 +64,7 @@ pub fn assert_key_absent(cells: &[Vec<u8>], key: &SessionKey) {
 
 /// Creates and saves through `a`, then checks `b` (another table) sees none of it, and
 /// that deleting through `b` leaves `a`'s record alone.
-pub async fn check_tables_are_isolated(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+pub(crate) async fn check_tables_are_isolated(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     let key = a.create(&record("a")).await.expect("create in a");
     assert!(b.load(&key).await.expect("load in b").is_none());
     let mut r = a.load(&key).await.expect("load").expect("stored");
@@ -81,10 +81,50 @@ pub async fn check_tables_are_isolated(a: Arc<dyn Store>, b: Arc<dyn Store>) {
 }
 
 /// Creates `live` records that must survive a `clear_expired`, and one expired record.
-pub async fn create_live(store: &dyn Store, live: usize) -> Vec<SessionKey> {
+pub(crate) async fn create_live(store: &dyn Store, live: usize) -> Vec<SessionKey> {
     let mut keys = Vec::new();
     for i in 0..live {
         keys.push(store.create(&record(&i.to_string())).await.expect("create"));
     }
     keys
+}
+
+/// A TCP forwarder standing in for a database that goes down and comes back.
+pub(crate) struct Proxy {
+    port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Listens on `port` (any free port if `None`) and forwards every connection to
+    /// `upstream`.
+    pub(crate) async fn start(port: Option<u16>, upstream: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
+            .await
+            .expect("bind the proxy");
+        let port = listener.local_addr().expect("local address").port();
+        let upstream = upstream.to_owned();
+        let task = tokio::spawn(async move {
+            // Dropping the set (when this task is aborted) aborts every forwarded connection.
+            let mut connections = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self { port, task }
+    }
+
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Closes the listener and every forwarded connection.
+    pub(crate) fn stop(self) {
+        self.task.abort();
+    }
 }
