@@ -215,7 +215,8 @@ impl Codec {
         }
 
         let tag_len = tag_len(self.mode);
-        let size = self.cookie_name.len() + 1 + base64_len(raw.len() + tag_len) + self.attribute_allowance;
+        let size =
+            self.cookie_name.len() + 1 + base64_len(raw.len() + tag_len) + self.attribute_allowance;
         if size > COOKIE_SIZE_LIMIT {
             return Err(Error::TooLarge {
                 size,
@@ -256,15 +257,14 @@ impl Codec {
         }
         let deflated = match (self.mode, raw[1]) {
             (Mode::Signed, MODE_SIGNED) | (Mode::Encrypted, MODE_ENCRYPTED) => false,
-            (Mode::Signed, b) if b == MODE_SIGNED | FLAG_DEFLATE && cfg!(feature = "compression") => {
+            (Mode::Signed, b)
+                if b == MODE_SIGNED | FLAG_DEFLATE && cfg!(feature = "compression") =>
+            {
                 true
             }
             _ => return None,
         };
-        let key = self
-            .keys
-            .iter()
-            .find(|k| raw[2..HEADER_LEN] == k.id[..])?;
+        let key = self.keys.iter().find(|k| raw[2..HEADER_LEN] == k.id[..])?;
         let prefix = prefix_len(self.mode);
         let tag_at = raw.len() - tag_len(self.mode);
         match &key.material {
@@ -412,8 +412,60 @@ mod tests {
         let r = record();
         let token = store
             .codec()
-            .seal(1, r.expires_at, Payload::Record(&r), NonceSource::Fixed(NONCE))
+            .seal(
+                1,
+                r.expires_at,
+                Payload::Record(&r),
+                NonceSource::Fixed(NONCE),
+            )
             .expect("seals");
         assert_eq!(token.as_str(), ENCRYPTED_TOKEN);
+        let opened = store
+            .codec()
+            .open(token.as_str(), OffsetDateTime::now_utc())
+            .expect("opens");
+        let mut want = r;
+        want.version = 1;
+        assert_eq!(opened.into_record().expect("decodes"), want);
+    }
+
+    #[test]
+    fn layout_is_header_nonce_body_tag() {
+        for mode in [Mode::Signed, Mode::Encrypted] {
+            let store = store(mode);
+            let r = record();
+            let payload = r.encode_payload().expect("encodes");
+            let token = store
+                .codec()
+                .seal(
+                    7,
+                    r.expires_at,
+                    Payload::Record(&r),
+                    NonceSource::Fixed(NONCE),
+                )
+                .expect("seals");
+            let raw = URL_SAFE_NO_PAD.decode(token.as_str()).expect("base64url");
+            assert_eq!(raw.len(), overhead(mode) + payload.len());
+            assert_eq!(raw[..2], [FORMAT, mode.byte()]);
+            assert_eq!(raw[2..HEADER_LEN], store.codec().keys()[0].id);
+            assert_eq!(token.as_str().len(), base64_len(raw.len()));
+            if mode == Mode::Signed {
+                assert_eq!(raw[HEADER_LEN..HEADER_LEN + 8], 7u64.to_be_bytes());
+                assert_eq!(raw[HEADER_LEN + 16..raw.len() - MAC_LEN], payload[..]);
+            } else {
+                assert_eq!(raw[HEADER_LEN..HEADER_LEN + NONCE_LEN], NONCE);
+                assert!(
+                    !raw.windows(3).any(|w| w == b"ada"),
+                    "plaintext in the cookie"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn base64_lengths() {
+        for n in 0..100 {
+            assert_eq!(base64_len(n), URL_SAFE_NO_PAD.encode(vec![0u8; n]).len());
+        }
     }
 }

@@ -53,9 +53,7 @@ pub enum BuildError {
     },
     /// Two different secrets produced keys with the same key id (a one in four billion
     /// chance per pair): replace the current secret with a freshly generated one.
-    #[error(
-        "two different cookie secrets have the same key id; generate a new current secret"
-    )]
+    #[error("two different cookie secrets have the same key id; generate a new current secret")]
     KeyIdCollision,
 }
 

@@ -133,5 +133,54 @@ fn derive(
     (key, id)
 }
 
-const _: () = assert!(DERIVED_KEY_LEN == 32, "AES-256 and the HMAC key take 32 bytes");
+const _: () = assert!(
+    DERIVED_KEY_LEN == 32,
+    "AES-256 and the HMAC key take 32 bytes"
+);
 const _: () = assert!(KEY_ID_LEN <= 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"a unit-test secret of 32 bytes!!";
+
+    #[test]
+    fn keys_differ_per_mode_and_per_cookie_name() {
+        let (signing, signing_id) = derive(SECRET, Mode::Signed, "sessionid");
+        let (encryption, encryption_id) = derive(SECRET, Mode::Encrypted, "sessionid");
+        let (other_name, other_id) = derive(SECRET, Mode::Signed, "other");
+        assert_ne!(signing[..], encryption[..]);
+        assert_ne!(signing[..], other_name[..]);
+        assert_ne!(signing_id, encryption_id);
+        assert_ne!(signing_id, other_id);
+        // Never the raw secret.
+        assert_ne!(&signing[..], SECRET);
+        // Deterministic.
+        assert_eq!(derive(SECRET, Mode::Signed, "sessionid").1, signing_id);
+    }
+
+    #[test]
+    fn duplicate_secrets_collapse() {
+        let secrets = [
+            Secret::new(SECRET),
+            Secret::new(SECRET),
+            Secret::new(&[1; 32]),
+        ];
+        let keys = derive_all(&secrets, Mode::Signed, "sessionid").expect("no collision");
+        assert_eq!(keys.len(), 2);
+    }
+
+    #[test]
+    fn debug_shows_no_material() {
+        let keys = derive_all(&[Secret::new(SECRET)], Mode::Signed, "sessionid").expect("ok");
+        let shown = format!("{:?} {:?}", keys[0], Secret::new(SECRET));
+        let Material::Mac(k) = &keys[0].material else {
+            panic!("signed mode has an HMAC key");
+        };
+        let hex_key: String = k.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!shown.contains(&hex_key[..8]), "{shown}");
+        assert!(!shown.contains("unit-test"), "{shown}");
+        assert!(shown.contains(&hex(&keys[0].id)));
+    }
+}

@@ -123,7 +123,12 @@ impl CookieStore {
     }
 
     /// Seals a token under the current key.
-    fn issue(&self, version: u64, expires_at: OffsetDateTime, payload: Payload<'_>) -> Result<SessionKey> {
+    fn issue(
+        &self,
+        version: u64,
+        expires_at: OffsetDateTime,
+        payload: Payload<'_>,
+    ) -> Result<SessionKey> {
         self.codec
             .seal(version, expires_at, payload, NonceSource::Random)
     }
@@ -196,7 +201,11 @@ impl Store for CookieStore {
             .open(key.as_str(), OffsetDateTime::now_utc())
             .ok_or(Error::NotFound)?;
         let (bytes, deflated) = opened.stored_payload();
-        self.issue(opened.version, expires_at, Payload::Stored { bytes, deflated })
+        self.issue(
+            opened.version,
+            expires_at,
+            Payload::Stored { bytes, deflated },
+        )
     }
 
     /// Does nothing: a client-side store cannot revoke a cookie the client keeps.

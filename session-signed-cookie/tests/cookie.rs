@@ -8,7 +8,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use session_core::{Capabilities, Data, Error, Expiry, Record, SessionKey, Store, from_unix_millis};
+use session_core::{
+    Capabilities, Data, Error, Expiry, Record, SessionKey, Store, from_unix_millis,
+};
 use session_signed_cookie::{BuildError, CookieStore, MIN_SECRET_LEN, Mode};
 use time::{Duration, OffsetDateTime};
 
@@ -81,7 +83,9 @@ fn load_str(store: &CookieStore, value: &str) -> Option<Record> {
 }
 
 fn raw(key: &SessionKey) -> Vec<u8> {
-    URL_SAFE_NO_PAD.decode(key.as_str()).expect("tokens are base64url")
+    URL_SAFE_NO_PAD
+        .decode(key.as_str())
+        .expect("tokens are base64url")
 }
 
 fn token(raw: &[u8]) -> String {
@@ -371,7 +375,11 @@ fn every_single_modification_of_a_cookie_is_refused() {
                 let mut v = value.to_vec();
                 v[i] = c;
                 let v = String::from_utf8(v).expect("ASCII");
-                assert!(load_str(&s, &v).is_none(), "{mode:?} char {i} -> {}", char::from(c));
+                assert!(
+                    load_str(&s, &v).is_none(),
+                    "{mode:?} char {i} -> {}",
+                    char::from(c)
+                );
             }
         }
         for keep in 0..value.len() {
@@ -384,8 +392,14 @@ fn every_single_modification_of_a_cookie_is_refused() {
 #[test]
 fn a_cookie_never_opens_under_another_cookie_name() {
     for mode in MODES {
-        let a = CookieStore::builder(mode, SECRET).with_cookie_name("a").build().expect("valid");
-        let b = CookieStore::builder(mode, SECRET).with_cookie_name("b").build().expect("valid");
+        let a = CookieStore::builder(mode, SECRET)
+            .with_cookie_name("a")
+            .build()
+            .expect("valid");
+        let b = CookieStore::builder(mode, SECRET)
+            .with_cookie_name("b")
+            .build()
+            .expect("valid");
         let key = create(&a, &sample());
         assert!(load(&a, &key).is_some());
         assert!(load(&b, &key).is_none(), "{mode:?}");
@@ -397,8 +411,14 @@ fn swapping_the_key_id_for_another_stores_is_refused() {
     // A token whose header names the key of another store (here: another cookie name) is
     // still refused: the name is bound by the key and by the associated data.
     for mode in MODES {
-        let a = CookieStore::builder(mode, SECRET).with_cookie_name("a").build().expect("valid");
-        let b = CookieStore::builder(mode, SECRET).with_cookie_name("b").build().expect("valid");
+        let a = CookieStore::builder(mode, SECRET)
+            .with_cookie_name("a")
+            .build()
+            .expect("valid");
+        let b = CookieStore::builder(mode, SECRET)
+            .with_cookie_name("b")
+            .build()
+            .expect("valid");
         let mut from_a = raw(&create(&a, &sample()));
         let from_b = raw(&create(&b, &sample()));
         from_a[..6].copy_from_slice(&from_b[..6]);
@@ -411,7 +431,11 @@ fn an_over_long_value_is_refused() {
     for mode in MODES {
         let s = store(mode, SECRET);
         let key = create(&s, &sample());
-        let padded = format!("{}{}", key.as_str(), "A".repeat(s.max_value_len() + 1 - key.as_str().len()));
+        let padded = format!(
+            "{}{}",
+            key.as_str(),
+            "A".repeat(s.max_value_len() + 1 - key.as_str().len())
+        );
         assert_eq!(padded.len(), s.max_value_len() + 1);
         assert!(load_str(&s, &padded).is_none());
         assert!(matches!(
@@ -440,7 +464,10 @@ fn save_checks_the_version_inside_the_presented_cookie() {
         r.version = 2;
         let v3 = block(s.save(&v2, &r)).expect("save");
         assert_eq!(load(&s, &v3).map(|r| r.version), Some(3));
-        assert!(matches!(block(s.save(&v3, &r)), Err(Error::Conflict)), "{mode:?}");
+        assert!(
+            matches!(block(s.save(&v3, &r)), Err(Error::Conflict)),
+            "{mode:?}"
+        );
     }
 }
 
@@ -454,7 +481,10 @@ fn touch_keeps_data_and_version() {
         let later = in_an_hour() + Duration::days(2);
         let touched = block(s.touch(&key, later)).expect("touch");
         let back = load(&s, &touched).expect("loads");
-        assert_eq!((back.version, &back.data, back.expires_at), (2, &r.data, later));
+        assert_eq!(
+            (back.version, &back.data, back.expires_at),
+            (2, &r.data, later)
+        );
     }
 }
 
@@ -496,7 +526,10 @@ fn too_large_carries_the_size_at_create_and_save() {
     for mode in MODES {
         // A store with no attribute allowance issues the token; the same token needs
         // `name=` plus the token plus the allowance in a store that keeps an allowance.
-        let roomy = CookieStore::builder(mode, SECRET).with_attribute_allowance(0).build().expect("valid");
+        let roomy = CookieStore::builder(mode, SECRET)
+            .with_attribute_allowance(0)
+            .build()
+            .expect("valid");
         let r = record_of_len(2500);
         let key = create(&roomy, &r);
         let needed = "sessionid=".len() + key.as_str().len();
@@ -509,7 +542,11 @@ fn too_large_carries_the_size_at_create_and_save() {
         let too_large = |got: Result<SessionKey, Error>| match got {
             Err(Error::TooLarge { size, limit }) => {
                 assert_eq!((size, limit), (want, 4096), "{mode:?}");
-                assert!(Error::TooLarge { size, limit }.to_string().contains(&want.to_string()));
+                assert!(
+                    Error::TooLarge { size, limit }
+                        .to_string()
+                        .contains(&want.to_string())
+                );
             }
             other => panic!("{mode:?}: expected TooLarge, got {other:?}"),
         };
@@ -528,7 +565,10 @@ fn too_large_carries_the_size_at_create_and_save() {
             .build()
             .expect("valid");
         let at_limit = block(exact.create(&r)).expect("a cookie of exactly 4096 bytes");
-        assert_eq!("sessionid=".len() + at_limit.as_str().len() + allowance - 1, 4096);
+        assert_eq!(
+            "sessionid=".len() + at_limit.as_str().len() + allowance - 1,
+            4096
+        );
         let touched = block(exact.touch(&at_limit, in_an_hour())).expect("touch");
         assert_eq!(touched.as_str().len(), at_limit.as_str().len());
         // A value longer than this store could issue is refused unread.
@@ -554,17 +594,29 @@ fn a_huge_record_is_too_large() {
 fn a_short_secret_is_refused_with_a_clear_message() {
     let short = [7u8; MIN_SECRET_LEN - 1];
     for mode in MODES {
-        let err = CookieStore::builder(mode, short).build().expect_err("short secret");
+        let err = CookieStore::builder(mode, short)
+            .build()
+            .expect_err("short secret");
         assert_eq!(err, BuildError::SecretTooShort { len: 31, min: 32 });
         let msg = err.to_string();
-        assert!(msg.contains("31 bytes") && msg.contains("at least 32 bytes"), "{msg}");
+        assert!(
+            msg.contains("31 bytes") && msg.contains("at least 32 bytes"),
+            "{msg}"
+        );
 
         let err = CookieStore::builder(mode, SECRET)
             .with_previous_secret(SECRET)
             .with_previous_secret(short)
             .build()
             .expect_err("short previous secret");
-        assert_eq!(err, BuildError::PreviousSecretTooShort { index: 1, len: 31, min: 32 });
+        assert_eq!(
+            err,
+            BuildError::PreviousSecretTooShort {
+                index: 1,
+                len: 31,
+                min: 32
+            }
+        );
     }
     assert!(CookieStore::signed([7u8; MIN_SECRET_LEN]).build().is_ok());
 }
@@ -572,14 +624,26 @@ fn a_short_secret_is_refused_with_a_clear_message() {
 #[test]
 fn bad_cookie_names_and_allowances_are_refused() {
     for name in ["", "a b", "a;b", "a=b", "é", &"n".repeat(257)] {
-        let err = CookieStore::signed(SECRET).with_cookie_name(name).build().expect_err(name);
+        let err = CookieStore::signed(SECRET)
+            .with_cookie_name(name)
+            .build()
+            .expect_err(name);
         assert_eq!(err, BuildError::InvalidCookieName);
     }
     let err = CookieStore::encrypted(SECRET)
         .with_attribute_allowance(4096)
         .build()
         .expect_err("no room");
-    assert!(matches!(err, BuildError::NoRoomForValue { allowance: 4096, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            BuildError::NoRoomForValue {
+                allowance: 4096,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     let config: session_core::ConfigError = err.into();
     assert_eq!(config.setting(), "cookie attribute allowance");
 }
@@ -600,12 +664,223 @@ fn debug_output_holds_no_secret() {
             assert!(!shown.contains(needle), "Debug shows {needle}: {shown}");
         }
     }
-    assert!(shown.contains("Encrypted") && shown.contains("redacted"), "{shown}");
+    assert!(
+        shown.contains("Encrypted") && shown.contains("redacted"),
+        "{shown}"
+    );
 }
 
 #[test]
 fn identical_secrets_collapse_into_one_key() {
-    let s = CookieStore::signed(SECRET).with_previous_secret(SECRET).build().expect("valid");
+    let s = CookieStore::signed(SECRET)
+        .with_previous_secret(SECRET)
+        .build()
+        .expect("valid");
     // Same single key id as a store with only the one secret.
-    assert_eq!(format!("{s:?}"), format!("{:?}", store(Mode::Signed, SECRET)));
+    assert_eq!(
+        format!("{s:?}"),
+        format!("{:?}", store(Mode::Signed, SECRET))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The format, written out independently of the crate: a signed token built by hand from
+// the documented layout opens, and validly signed tokens the crate would never issue are
+// refused.
+
+/// Builds a signed token by hand from the documented format.
+fn forge_signed(
+    secret: &[u8],
+    name: &str,
+    mode_byte: u8,
+    format: u8,
+    version: u64,
+    expires_ms: i64,
+    payload: &[u8],
+) -> String {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let hkdf = hkdf::Hkdf::<Sha256>::new(Some(b"session-signed-cookie/v1"), secret);
+    let mut key = [0u8; 32];
+    hkdf.expand_multi_info(
+        &[b"hmac-sha256 signing key", b"\0", name.as_bytes()],
+        &mut key,
+    )
+    .expect("32 bytes");
+    let id = Sha256::new()
+        .chain_update(b"session-signed-cookie/v1 key id\0")
+        .chain_update(key)
+        .finalize();
+    let mut raw = vec![format, mode_byte];
+    raw.extend_from_slice(&id[..4]);
+    let body_at = raw.len();
+    raw.extend_from_slice(&version.to_be_bytes());
+    raw.extend_from_slice(&expires_ms.to_be_bytes());
+    raw.extend_from_slice(payload);
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("any length");
+    mac.update(&raw[..body_at]);
+    mac.update(&u16::try_from(name.len()).expect("short").to_be_bytes());
+    mac.update(name.as_bytes());
+    mac.update(&raw[body_at..]);
+    raw.extend_from_slice(&mac.finalize().into_bytes());
+    token(&raw)
+}
+
+const PAYLOAD: &[u8] = br#"{"d":{"n":1,"user":"ada"},"x":{"i":1800000}}"#;
+
+#[test]
+fn a_hand_built_token_matches_the_crate() {
+    let forged = forge_signed(
+        KAT_SECRET,
+        "sessionid",
+        0x01,
+        1,
+        1,
+        4_102_444_800_000,
+        PAYLOAD,
+    );
+    assert_eq!(forged, KAT_SIGNED);
+}
+
+#[test]
+fn validly_signed_tokens_the_crate_never_issues_are_refused() {
+    let s = store(Mode::Signed, SECRET);
+    let far = 4_102_444_800_000;
+    let good = forge_signed(SECRET, "sessionid", 0x01, 1, 9, far, PAYLOAD);
+    assert_eq!(load_str(&s, &good).map(|r| r.version), Some(9));
+    for (what, value) in [
+        (
+            "unknown format",
+            forge_signed(SECRET, "sessionid", 0x01, 2, 9, far, PAYLOAD),
+        ),
+        (
+            "unknown mode",
+            forge_signed(SECRET, "sessionid", 0x03, 1, 9, far, PAYLOAD),
+        ),
+        (
+            "encrypted mode byte",
+            forge_signed(SECRET, "sessionid", 0x02, 1, 9, far, PAYLOAD),
+        ),
+        (
+            "expired",
+            forge_signed(SECRET, "sessionid", 0x01, 1, 9, 1_000, PAYLOAD),
+        ),
+        (
+            "expiry out of range",
+            forge_signed(SECRET, "sessionid", 0x01, 1, 9, i64::MAX, PAYLOAD),
+        ),
+        (
+            "not a payload",
+            forge_signed(SECRET, "sessionid", 0x01, 1, 9, far, b"{\"d\":[1]}"),
+        ),
+        (
+            "not JSON",
+            forge_signed(SECRET, "sessionid", 0x01, 1, 9, far, b"\xff\xfe"),
+        ),
+        (
+            "bad deflate",
+            forge_signed(SECRET, "sessionid", 0x11, 1, 9, far, b"\xff\xff\xff"),
+        ),
+    ] {
+        assert!(load_str(&s, &value).is_none(), "{what} loaded");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Compression (signed mode only)
+
+/// A record that deflates well.
+#[cfg(feature = "compression")]
+fn compressible() -> Record {
+    let mut data = Data::new();
+    for i in 0..40 {
+        data.insert(
+            format!("item_{i:02}"),
+            json!({"title": "The Name of the Rose", "borrowed": false}),
+        );
+    }
+    Record::new(data, in_an_hour())
+}
+
+#[cfg(feature = "compression")]
+#[test]
+fn signed_cookies_are_deflated_when_that_is_smaller() {
+    let on = CookieStore::signed(SECRET).build().expect("valid");
+    let off = CookieStore::signed(SECRET)
+        .with_compression(false)
+        .build()
+        .expect("valid");
+    let r = compressible();
+    let small = create(&on, &r);
+    let plain = create(&off, &r);
+    assert!(
+        small.as_str().len() * 3 < plain.as_str().len(),
+        "{} vs {}",
+        small.as_str().len(),
+        plain.as_str().len()
+    );
+    assert_eq!(raw(&small)[1], 0x11, "deflate flag");
+    assert_eq!(raw(&plain)[1], 0x01);
+    // Both stores read both forms.
+    for s in [&on, &off] {
+        assert_eq!(load(s, &small).map(|r| r.data), Some(r.data.clone()));
+        assert_eq!(load(s, &plain).map(|r| r.data), Some(r.data.clone()));
+    }
+    // touch keeps the payload as it was, deflated.
+    let touched = block(on.touch(&small, in_an_hour())).expect("touch");
+    assert_eq!(raw(&touched)[1], 0x11);
+    assert_eq!(load(&off, &touched).map(|r| r.data), Some(r.data.clone()));
+    // Small payloads stay as they are.
+    assert_eq!(raw(&create(&on, &sample()))[1], 0x01);
+    // The encrypted mode never compresses.
+    let enc = create(&store(Mode::Encrypted, SECRET), &r);
+    assert_eq!(raw(&enc)[1], 0x02);
+}
+
+#[cfg(feature = "compression")]
+#[test]
+fn inflating_is_bounded() {
+    let s = store(Mode::Signed, SECRET);
+    let far = 4_102_444_800_000;
+    // Valid JSON padded with spaces: tiny deflated, as large as we like inflated.
+    let padded = |n: usize| {
+        let mut p = br#"{"d":{}}"#.to_vec();
+        p.resize(p.len() + n, b' ');
+        miniz_oxide::deflate::compress_to_vec(&p, 9)
+    };
+    let fits = forge_signed(SECRET, "sessionid", 0x11, 1, 1, far, &padded(60 * 1024));
+    assert!(
+        load_str(&s, &fits).is_some(),
+        "60 KiB inflated is within the limit"
+    );
+    let bomb = forge_signed(SECRET, "sessionid", 0x11, 1, 1, far, &padded(2 << 20));
+    assert!(bomb.len() < 4000, "the bomb fits in a cookie");
+    assert!(load_str(&s, &bomb).is_none(), "a 2 MiB bomb inflated");
+}
+
+#[cfg(feature = "compression")]
+#[test]
+fn a_compressible_payload_beyond_the_inflate_limit_is_too_large() {
+    let s = store(Mode::Signed, SECRET);
+    let mut data = Data::new();
+    data.insert("s".into(), json!("a".repeat(70 * 1024)));
+    let got = block(s.create(&Record::new(data, in_an_hour())));
+    assert!(
+        matches!(got, Err(Error::TooLarge { size, .. }) if size > 70 * 1024),
+        "{got:?}"
+    );
+}
+
+#[cfg(not(feature = "compression"))]
+#[test]
+fn without_the_feature_deflated_cookies_are_refused() {
+    // Raw deflate of the KAT payload, stored as one uncompressed block: readable with the
+    // feature, refused without it.
+    let mut stored = vec![0x01];
+    let len = u16::try_from(PAYLOAD.len()).expect("short");
+    stored.extend_from_slice(&len.to_le_bytes());
+    stored.extend_from_slice(&(!len).to_le_bytes());
+    stored.extend_from_slice(PAYLOAD);
+    let value = forge_signed(SECRET, "sessionid", 0x11, 1, 1, 4_102_444_800_000, &stored);
+    assert!(load_str(&store(Mode::Signed, SECRET), &value).is_none());
 }
