@@ -884,3 +884,58 @@ fn without_the_feature_deflated_cookies_are_refused() {
     let value = forge_signed(SECRET, "sessionid", 0x11, 1, 1, 4_102_444_800_000, &stored);
     assert!(load_str(&store(Mode::Signed, SECRET), &value).is_none());
 }
+
+// ---------------------------------------------------------------------------------------
+// With the session manager: the allowance covers the attributes it adds.
+
+#[test]
+fn the_largest_accepted_session_fits_with_the_managers_attributes() {
+    use session_core::{CookieAction, SessionConfig, SessionManager};
+    use std::sync::Arc;
+
+    for mode in MODES {
+        let config = SessionConfig::builder()
+            .cookie_domain("a-rather-long-subdomain.example.org")
+            .build()
+            .expect("valid config");
+        let manager = SessionManager::new(Arc::new(store(mode, SECRET)), config);
+        let commit = |n: usize| {
+            block(async {
+                let lazy = manager.lazy(None);
+                let r = record_of_len(n);
+                lazy.load().await?.insert("s", r.data["s"].clone())?;
+                manager.commit(&lazy, 200).await
+            })
+        };
+        // The largest n that is accepted, by bisection (token length grows with n).
+        let (mut ok, mut too_large) = (0, 4096);
+        while too_large - ok > 1 {
+            let mid = (ok + too_large) / 2;
+            match commit(mid) {
+                Ok(_) => ok = mid,
+                Err(Error::TooLarge { .. }) => too_large = mid,
+                Err(e) => panic!("{mode:?}: {e}"),
+            }
+        }
+        let Ok(done) = commit(ok) else {
+            panic!("{mode:?}: the largest session stopped fitting");
+        };
+        let CookieAction::Set(header) = done.cookie else {
+            panic!("{mode:?}: a new session sets its cookie");
+        };
+        let header = header.as_str();
+        assert!(
+            header.contains("Domain=") && header.contains("Expires="),
+            "{mode:?}"
+        );
+        assert!(
+            header.len() <= 4096,
+            "{mode:?}: Set-Cookie of {} bytes",
+            header.len()
+        );
+        assert!(
+            header.len() > 4096 - 160,
+            "{mode:?}: the allowance is far too generous"
+        );
+    }
+}
