@@ -8,31 +8,52 @@ use std::time::Duration;
 
 use serde_json::json;
 use session_cache::{CachedStore, MokaStore, SessionCache};
+use session_core::conformance::Factory;
 use session_core::{
     Capabilities, Data, Error, MemoryStore, Record, Result, SessionKey, StorageId, Store,
     async_trait,
 };
+use session_db::sqlx;
+use session_db::{SqliteStore, TableName};
 use time::OffsetDateTime;
 
-type Db = MemoryStore;
+/// One shared in-memory SQLite database for this test binary; a namespace is a table.
+const SQLITE_URL: &str = "sqlite:file:session_cache_tests?mode=memory&cache=shared";
 
-fn db_for(_ns: &str) -> Db {
-    MemoryStore::new()
+async fn sqlite(ns: &str) -> SqliteStore {
+    let store = SqliteStore::builder()
+        .with_table_name(TableName::new(ns).expect("a valid table name"))
+        .connect(SQLITE_URL)
+        .await
+        .unwrap_or_else(|e| panic!("cannot open {SQLITE_URL}: {e}"));
+    store.migrate().await.expect("migrate");
+    store
 }
 
-/// One cache and one database per namespace: two handles on one namespace share both.
-fn shared(ns: &str) -> CachedStore<MokaStore, Db> {
-    static MEDIA: LazyLock<Mutex<HashMap<String, (MokaStore, Db)>>> = LazyLock::new(Mutex::default);
-    let (cache, db) = MEDIA
-        .lock()
-        .unwrap()
-        .entry(ns.to_owned())
-        .or_insert_with(|| (MokaStore::new(), db_for(ns)))
-        .clone();
-    CachedStore::new(cache, db)
+/// The moka cache of namespace `ns`: two handles on one namespace share it.
+fn moka(ns: &str) -> MokaStore {
+    static CACHES: LazyLock<Mutex<HashMap<String, MokaStore>>> = LazyLock::new(Mutex::default);
+    CACHES.lock().unwrap().entry(ns.to_owned()).or_default().clone()
 }
 
-session_core::conformance_tests!(cached_moka, |ns: String| async move { shared(&ns) });
+struct CachedSqlite;
+
+#[async_trait]
+impl Factory for CachedSqlite {
+    async fn open(&self, ns: &str) -> Arc<dyn Store> {
+        Arc::new(CachedStore::new(moka(ns), sqlite(ns).await))
+    }
+    async fn cleanup(&self, ns: &str) {
+        let store = sqlite(ns).await;
+        let sql = format!("DROP TABLE IF EXISTS \"{}\"", store.table_name());
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(store.pool())
+            .await
+            .expect("drop table");
+    }
+}
+
+session_core::conformance_tests!(cached_moka_sqlite, CachedSqlite);
 
 fn one(k: &str, v: serde_json::Value) -> Record {
     let mut data = Data::new();
@@ -48,7 +69,8 @@ async fn save_value(store: &impl Store, key: &SessionKey, v: serde_json::Value) 
 
 #[tokio::test]
 async fn reads_come_from_the_cache_and_writes_reach_the_database() {
-    let store = CachedStore::new(MokaStore::new(), MemoryStore::new());
+    let ns = session_core::conformance::fresh_namespace();
+    let store = CachedStore::new(MokaStore::new(), sqlite(&ns).await);
     let key = store.create(&one("v", json!(1))).await.unwrap();
     save_value(&store, &key, json!(2)).await;
     let id = key.storage_id();
@@ -66,7 +88,8 @@ async fn reads_come_from_the_cache_and_writes_reach_the_database() {
 
 #[tokio::test]
 async fn serves_correct_data_when_the_cache_is_flushed_behind_its_back() {
-    let store = CachedStore::new(MokaStore::new(), MemoryStore::new());
+    let ns = session_core::conformance::fresh_namespace();
+    let store = CachedStore::new(MokaStore::new(), sqlite(&ns).await);
     let key = store.create(&one("v", json!(1))).await.unwrap();
     save_value(&store, &key, json!(2)).await;
     store.cache().invalidate_all();

@@ -262,3 +262,36 @@ async fn the_same_store_recovers_after_redis_restarts() {
     };
     assert_eq!(store.load(&key).await.unwrap().unwrap().data["a"], 3);
 }
+
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn as_a_cache_redis_orders_puts_and_honours_tombstones() {
+    use session_cache::SessionCache;
+    let ns = fresh_ns();
+    let cache = store(&ns).await;
+    let id = SessionKey::generate().storage_id();
+    let mut r = one("v", json!(2));
+    r.version = 2;
+    assert!(cache.put_if_newer(&id, &r).await.unwrap());
+    let mut older = r.clone();
+    older.version = 1;
+    older.expires_at += time::Duration::hours(5);
+    assert!(!cache.put_if_newer(&id, &older).await.unwrap(), "an older version replaced a newer one");
+    assert!(!cache.put_if_newer(&id, &r).await.unwrap());
+    let later = r.expires_at + time::Duration::minutes(1);
+    assert!(cache.extend(&id, later).await.unwrap());
+    assert!(!cache.extend(&id, r.expires_at).await.unwrap(), "extend moved the expiry back");
+    assert!(!cache.put_if_newer(&id, &r).await.unwrap(), "an earlier expiry replaced a later one");
+    let got = cache.get(&id).await.unwrap().unwrap();
+    assert_eq!((got.version, unix_millis(got.expires_at)), (2, unix_millis(later)));
+
+    cache.tombstone(&id, Duration::from_millis(400)).await.unwrap();
+    assert!(cache.get(&id).await.unwrap().is_none());
+    let mut newer = r.clone();
+    newer.version = 9;
+    assert!(!cache.put_if_newer(&id, &newer).await.unwrap(), "a put passed the tombstone");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(cache.put_if_newer(&id, &newer).await.unwrap());
+    assert_eq!(cache.get(&id).await.unwrap().unwrap().version, 9);
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
+}
