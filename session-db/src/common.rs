@@ -1,5 +1,11 @@
 //! What the three stores share: settings, SQL rendering, row decoding, error mapping.
 
+// Without any store feature only the public constants and `ClearStats` remain in use.
+#![cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
+    allow(dead_code)
+)]
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +24,7 @@ pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// does not happen; a loop that could not end would still be a bug.
 pub(crate) const CREATE_ATTEMPTS: usize = 8;
 
-/// What one [`clear_expired_in_batches`](crate) run did.
+/// What one `clear_expired_in_batches()` run did, on any of the stores.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClearStats {
@@ -148,7 +154,11 @@ mod tests {
         ] {
             assert!(sqlite_url_is_in_memory(url), "{url}");
         }
-        for url in ["sqlite://data.db", "sqlite:data.db?mode=rwc", "sqlite:/tmp/memory.db"] {
+        for url in [
+            "sqlite://data.db",
+            "sqlite:data.db?mode=rwc",
+            "sqlite:/tmp/memory.db",
+        ] {
             assert!(!sqlite_url_is_in_memory(url), "{url}");
         }
     }

@@ -158,7 +158,13 @@ mod tests {
 
     #[test]
     fn accepts_plain_identifiers() {
-        for ok in ["sessions", "_x", "a1", "sc_abc123", &"a".repeat(MAX_IDENTIFIER_LEN)] {
+        for ok in [
+            "sessions",
+            "_x",
+            "a1",
+            "sc_abc123",
+            &"a".repeat(MAX_IDENTIFIER_LEN),
+        ] {
             assert_eq!(TableName::new(ok).expect("valid").as_str(), ok);
         }
     }
@@ -167,12 +173,28 @@ mod tests {
     fn refuses_everything_else() {
         let long = "a".repeat(MAX_IDENTIFIER_LEN + 1);
         for bad in [
-            "", "a;drop", "1abc", "a b", " a", "a\"b", "a'b", "a`b", "a-b", "a.b", "Ab", "é",
-            "表", "a\0", long.as_str(),
+            "",
+            "a;drop",
+            "1abc",
+            "a b",
+            " a",
+            "a\"b",
+            "a'b",
+            "a`b",
+            "a-b",
+            "a.b",
+            "Ab",
+            "é",
+            "表",
+            "a\0",
+            long.as_str(),
         ] {
             let err = TableName::new(bad).expect_err(bad);
             assert_eq!(err.setting(), "table_name");
         }
-        assert_eq!(SchemaName::new("x y").expect_err("space").setting(), "schema");
+        assert_eq!(
+            SchemaName::new("x y").expect_err("space").setting(),
+            "schema"
+        );
     }
 }

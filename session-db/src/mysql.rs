@@ -11,11 +11,11 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{MySqlPool, Row};
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
+use crate::TableName;
 use crate::common::{
     CREATE_ATTEMPTS, ClearStats, Settings, Statements, Templates, backend, decode_row, sql,
     version_param,
 };
-use crate::TableName;
 
 const STORE: &str = "mysql";
 
@@ -127,12 +127,12 @@ impl MySqlStore {
             .await
             .map_err(backend(STORE))?;
         if locked != Some(1) {
-            return Err(Error::backend(STORE, "timed out waiting for the migration lock"));
+            return Err(Error::backend(
+                STORE,
+                "timed out waiting for the migration lock",
+            ));
         }
-        let created = sqlx::query(sql(&self.sql.create_table))
-            .execute(&mut *conn)
-            .await
-            .map_err(backend(STORE));
+        let created = self.create_schema(&mut conn).await;
         let released = sqlx::query("SELECT RELEASE_LOCK(?)")
             .bind(self.lock_name.as_str())
             .execute(&mut *conn)
@@ -142,6 +142,20 @@ impl MySqlStore {
             conn.close_on_drop();
         }
         created?;
+        Ok(())
+    }
+
+    async fn create_schema(&self, conn: &mut sqlx::MySqlConnection) -> Result<()> {
+        sqlx::query(sql(&self.sql.create_table))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend(STORE))?;
+        if let Some(index) = &self.sql.create_index {
+            sqlx::query(sql(index))
+                .execute(&mut *conn)
+                .await
+                .map_err(backend(STORE))?;
+        }
         Ok(())
     }
 
@@ -170,7 +184,12 @@ impl MySqlStore {
                 break;
             }
         }
-        tracing::debug!(store = STORE, removed = stats.removed, statements = stats.statements, "cleared expired sessions");
+        tracing::debug!(
+            store = STORE,
+            removed = stats.removed,
+            statements = stats.statements,
+            "cleared expired sessions"
+        );
         Ok(stats)
     }
 }
@@ -276,7 +295,10 @@ impl Store for MySqlStore {
                 Err(e) => return Err(Error::backend(STORE, e)),
             }
         }
-        Err(Error::backend(STORE, "no free session key after repeated collisions"))
+        Err(Error::backend(
+            STORE,
+            "no free session key after repeated collisions",
+        ))
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
@@ -298,7 +320,13 @@ impl Store for MySqlStore {
         let payload: &[u8] = row.try_get(0).map_err(backend(STORE))?;
         let expires_at: PrimitiveDateTime = row.try_get(1).map_err(backend(STORE))?;
         let version: i64 = row.try_get(2).map_err(backend(STORE))?;
-        let decoded = decode_row(STORE, &storage_id, payload, expires_at.assume_utc(), version);
+        let decoded = decode_row(
+            STORE,
+            &storage_id,
+            payload,
+            expires_at.assume_utc(),
+            version,
+        );
         if decoded.is_none() {
             // Only the row as it was read: a concurrent save that repaired it survives.
             sqlx::query(sql(&self.sql.delete_version))

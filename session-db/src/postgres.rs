@@ -175,7 +175,12 @@ impl PostgresStore {
                 break;
             }
         }
-        tracing::debug!(store = STORE, removed = stats.removed, statements = stats.statements, "cleared expired sessions");
+        tracing::debug!(
+            store = STORE,
+            removed = stats.removed,
+            statements = stats.statements,
+            "cleared expired sessions"
+        );
         Ok(stats)
     }
 }
@@ -292,7 +297,10 @@ impl Store for PostgresStore {
                 return Ok(key);
             }
         }
-        Err(Error::backend(STORE, "no free session key after repeated collisions"))
+        Err(Error::backend(
+            STORE,
+            "no free session key after repeated collisions",
+        ))
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {

@@ -13,11 +13,11 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 
+use crate::TableName;
 use crate::common::{
     self, CREATE_ATTEMPTS, ClearStats, Settings, Statements, Templates, backend, decode_row, sql,
     version_param,
 };
-use crate::TableName;
 
 const STORE: &str = "sqlite";
 
@@ -154,7 +154,12 @@ impl SqliteStore {
                 break;
             }
         }
-        tracing::debug!(store = STORE, removed = stats.removed, statements = stats.statements, "cleared expired sessions");
+        tracing::debug!(
+            store = STORE,
+            removed = stats.removed,
+            statements = stats.statements,
+            "cleared expired sessions"
+        );
         Ok(stats)
     }
 }
@@ -277,7 +282,10 @@ impl Store for SqliteStore {
                 return Ok(key);
             }
         }
-        Err(Error::backend(STORE, "no free session key after repeated collisions"))
+        Err(Error::backend(
+            STORE,
+            "no free session key after repeated collisions",
+        ))
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {

@@ -50,11 +50,7 @@ impl Factory for MySqlFactory {
     }
 }
 
-session_core::conformance_tests!(
-    mysql,
-    MySqlFactory,
-    ignore = "needs SESSION_TEST_MYSQL_URL"
-);
+session_core::conformance_tests!(mysql, MySqlFactory, ignore = "needs SESSION_TEST_MYSQL_URL");
 
 async fn scan(store: &MySqlStore) -> Vec<Vec<u8>> {
     let sql = format!("SELECT * FROM `{}`", store.table_name());
@@ -103,7 +99,10 @@ async fn garbage_payload_loads_as_none_and_is_removed() {
     let good = store.create(&record("good")).await.expect("create");
     for garbage in [&b"\xff\xfe not json"[..], b"{}", b"[1,2]", b""] {
         let key = store.create(&record("soon garbage")).await.expect("create");
-        let sql = format!("UPDATE `{}` SET payload = ? WHERE id = ?", store.table_name());
+        let sql = format!(
+            "UPDATE `{}` SET payload = ? WHERE id = ?",
+            store.table_name()
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(garbage)
             .bind(key.storage_id().to_hex())
@@ -129,7 +128,10 @@ async fn migrate_twice_and_concurrently() {
     let a = open(&fresh_table("m")).await;
     let key = a.create(&record("kept")).await.expect("create");
     a.migrate().await.expect("second migrate");
-    assert!(a.load(&key).await.expect("load").is_some(), "migrate lost data");
+    assert!(
+        a.load(&key).await.expect("load").is_some(),
+        "migrate lost data"
+    );
     drop_table(&a).await;
 
     // Several rounds: an unguarded concurrent CREATE TABLE IF NOT EXISTS fails now and then.
@@ -195,15 +197,24 @@ async fn clear_expired_removes_100k_expired_rows_in_batches() {
     );
     let an_hour_ago = an_hour_ago();
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(PrimitiveDateTime::new(an_hour_ago.date(), an_hour_ago.time()))
+        .bind(PrimitiveDateTime::new(
+            an_hour_ago.date(),
+            an_hour_ago.time(),
+        ))
         .execute(store.pool())
         .await
         .expect("bulk insert");
     let stats = store.clear_expired_in_batches().await.expect("clear");
     assert_eq!(stats.removed, 100_000);
-    assert_eq!(stats.statements, 101, "1000-row batches, then one that found none");
+    assert_eq!(
+        stats.statements, 101,
+        "1000-row batches, then one that found none"
+    );
     for key in &live {
-        assert!(store.load(key).await.expect("load").is_some(), "a live row went");
+        assert!(
+            store.load(key).await.expect("load").is_some(),
+            "a live row went"
+        );
     }
     let sql = format!("SELECT COUNT(*) FROM `{}`", store.table_name());
     let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
@@ -224,7 +235,11 @@ async fn closed_port_is_a_backend_error_within_the_acquire_timeout() {
     let started = Instant::now();
     let got = store.load(&session_core::SessionKey::generate()).await;
     assert!(matches!(got, Err(Error::Backend { .. })), "{got:?}");
-    assert!(started.elapsed() < timeout * 10, "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < timeout * 10,
+        "took {:?}",
+        started.elapsed()
+    );
     let got = MySqlStore::builder()
         .with_acquire_timeout(timeout)
         .connect("mysql://root@127.0.0.1:1/test")
@@ -245,14 +260,24 @@ async fn the_store_works_again_when_the_database_comes_back() {
     let store = MySqlStore::builder()
         .with_table_name(direct.table_name().clone())
         .build(pool);
-    let key = store.create(&record("x")).await.expect("create through the proxy");
+    let key = store
+        .create(&record("x"))
+        .await
+        .expect("create through the proxy");
 
     let port = proxy.port();
     proxy.stop();
     let started = Instant::now();
     let got = store.load(&key).await;
-    assert!(matches!(got, Err(Error::Backend { .. })), "database down: {got:?}");
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(
+        matches!(got, Err(Error::Backend { .. })),
+        "database down: {got:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 
     let proxy = Proxy::start(Some(port), &upstream).await;
     let got = store.load(&key).await;

@@ -133,7 +133,10 @@ async fn raw_key_appears_nowhere_in_the_table() {
         .iter()
         .filter(|c| c.windows(needle.len()).any(|w| w == needle))
         .count();
-    assert_eq!(hits, 1, "the key must appear in the payload it was put in, nowhere else");
+    assert_eq!(
+        hits, 1,
+        "the key must appear in the payload it was put in, nowhere else"
+    );
     r = store.load(&key).await.expect("load").expect("stored");
     Arc::make_mut(&mut r.data).remove("k");
     store.save(&key, &r).await.expect("save");
@@ -147,7 +150,10 @@ async fn garbage_payload_loads_as_none_and_is_removed() {
     let good = store.create(&record("good")).await.expect("create");
     for garbage in [&b"\xff\xfe not json"[..], b"{}", b"[1,2]", b""] {
         let key = store.create(&record("soon garbage")).await.expect("create");
-        let sql = format!("UPDATE \"{}\" SET payload = ?1 WHERE id = ?2", store.table_name());
+        let sql = format!(
+            "UPDATE \"{}\" SET payload = ?1 WHERE id = ?2",
+            store.table_name()
+        );
         sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(garbage)
             .bind(key.storage_id().to_hex())
@@ -155,7 +161,10 @@ async fn garbage_payload_loads_as_none_and_is_removed() {
             .await
             .expect("corrupt the row");
         assert!(store.load(&key).await.expect("load").is_none());
-        let sql = format!("SELECT COUNT(*) FROM \"{}\" WHERE id = ?1", store.table_name());
+        let sql = format!(
+            "SELECT COUNT(*) FROM \"{}\" WHERE id = ?1",
+            store.table_name()
+        );
         let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
             .bind(key.storage_id().to_hex())
             .fetch_one(store.pool())
@@ -174,7 +183,10 @@ async fn migrate_twice_and_concurrently() {
     a.migrate().await.expect("second migrate");
     let key = a.create(&record("kept")).await.expect("create");
     a.migrate().await.expect("third migrate");
-    assert!(a.load(&key).await.expect("load").is_some(), "migrate lost data");
+    assert!(
+        a.load(&key).await.expect("load").is_some(),
+        "migrate lost data"
+    );
 
     let fresh = fresh_table("m");
     let b = SqliteStore::builder()
@@ -229,9 +241,15 @@ async fn clear_expired_removes_100k_expired_rows_in_batches() {
         .expect("bulk insert");
     let stats = store.clear_expired_in_batches().await.expect("clear");
     assert_eq!(stats.removed, 100_000);
-    assert_eq!(stats.statements, 101, "1000-row batches, then one that found none");
+    assert_eq!(
+        stats.statements, 101,
+        "1000-row batches, then one that found none"
+    );
     for key in &live {
-        assert!(store.load(key).await.expect("load").is_some(), "a live row went");
+        assert!(
+            store.load(key).await.expect("load").is_some(),
+            "a live row went"
+        );
     }
     let sql = format!("SELECT COUNT(*) FROM \"{}\"", store.table_name());
     let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))

@@ -75,7 +75,10 @@ pub(crate) async fn check_tables_are_isolated(a: Arc<dyn Store>, b: Arc<dyn Stor
     b.delete(&key).await.expect("delete in b");
     Arc::make_mut(&mut r.data).insert("more".into(), json!(1));
     a.save(&key, &r).await.expect("save in a");
-    assert_eq!(a.load(&key).await.expect("load").expect("stored").version, 2);
+    assert_eq!(
+        a.load(&key).await.expect("load").expect("stored").version,
+        2
+    );
     let key_b = b.create(&record("b")).await.expect("create in b");
     assert!(a.load(&key_b).await.expect("load in a").is_none());
 }
