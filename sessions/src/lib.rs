@@ -1,1 +1,46 @@
-//! `sessions`: part of the session crate family (under construction).
+#![doc = include_str!("../README.md")]
+
+mod open;
+
+pub use open::{OpenError, StoreConfig, feature_for_scheme, open, open_config, redact_url};
+
+pub use session_core::*;
+
+/// The SQL stores (`sqlite`, `postgres`, `mysql` features).
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub use session_db as db;
+
+/// The cache stores (`redis`, `redis-cluster`, `moka` features).
+#[cfg(any(feature = "redis", feature = "moka"))]
+pub use session_cache as cache;
+
+/// The file store (`file` feature).
+#[cfg(feature = "file")]
+pub use session_file as file;
+
+/// The client-side cookie store (`cookie` feature).
+#[cfg(feature = "cookie")]
+pub use session_signed_cookie as cookie;
+
+/// The tower layer and the axum extractor (`tower` feature).
+#[cfg(feature = "tower")]
+pub use session_tower as tower;
+
+#[cfg(any(feature = "redis", feature = "moka"))]
+pub use session_cache::CachedStore;
+#[cfg(feature = "moka")]
+pub use session_cache::MokaStore;
+#[cfg(feature = "redis")]
+pub use session_cache::RedisStore;
+#[cfg(feature = "mysql")]
+pub use session_db::MySqlStore;
+#[cfg(feature = "postgres")]
+pub use session_db::PostgresStore;
+#[cfg(feature = "sqlite")]
+pub use session_db::SqliteStore;
+#[cfg(feature = "file")]
+pub use session_file::FileStore;
+#[cfg(feature = "cookie")]
+pub use session_signed_cookie::CookieStore;
+#[cfg(feature = "tower")]
+pub use session_tower::{Session as SessionExtractor, SessionLayer};
