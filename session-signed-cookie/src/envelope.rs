@@ -100,6 +100,9 @@ pub(crate) struct Codec {
     keys: Vec<Key>,
     /// `len(cookie name) (u16 BE) ‖ cookie name`: the tail of the associated data.
     name_block: Box<[u8]>,
+    /// The whole associated data of an unflagged token under `keys[i]`, computed once:
+    /// the encrypted mode passes it to AES-GCM as it is.
+    associated_data: Vec<Box<[u8]>>,
     cookie_name: Box<str>,
     attribute_allowance: usize,
     /// Longest token this codec can have issued; anything longer is refused unread.
@@ -123,7 +126,18 @@ impl Codec {
         let name_len = u16::try_from(cookie_name.len()).unwrap_or(u16::MAX);
         name_block.extend_from_slice(&name_len.to_be_bytes());
         name_block.extend_from_slice(cookie_name.as_bytes());
+        let associated_data = keys
+            .iter()
+            .map(|k| {
+                let mut ad = Vec::with_capacity(HEADER_LEN + name_block.len());
+                ad.extend_from_slice(&[FORMAT, mode.byte()]);
+                ad.extend_from_slice(&k.id);
+                ad.extend_from_slice(&name_block);
+                ad.into_boxed_slice()
+            })
+            .collect();
         Self {
+            associated_data,
             mode,
             keys,
             name_block: name_block.into_boxed_slice(),
@@ -173,15 +187,17 @@ impl Codec {
         payload: Payload<'_>,
         nonce: NonceSource,
     ) -> Result<SessionKey> {
-        let Some(key) = self.keys.first() else {
+        let (Some(key), Some(key_ad)) = (self.keys.first(), self.associated_data.first()) else {
             return Err(Error::codec("the cookie store has no key"));
         };
         let prefix = prefix_len(self.mode);
-        let estimate = match &payload {
-            Payload::Record(_) => 256,
-            Payload::Stored { bytes, .. } => bytes.len(),
+        // Room for the largest cookie that fits: one allocation for every session that can
+        // be issued at all.
+        let capacity = match &payload {
+            Payload::Record(_) => self.max_token_len / 4 * 3 + 3,
+            Payload::Stored { bytes, .. } => overhead(self.mode) + bytes.len(),
         };
-        let mut raw = Vec::with_capacity(overhead(self.mode) + estimate);
+        let mut raw = Vec::with_capacity(capacity);
         raw.push(FORMAT);
         raw.push(self.mode.byte());
         raw.extend_from_slice(&key.id);
@@ -234,9 +250,8 @@ impl Codec {
             }
             Material::Aead(cipher) => {
                 let (head, body) = raw.split_at_mut(prefix);
-                let aad = self.associated_data(&head[..HEADER_LEN]);
                 let nonce = Nonce::from_slice(&head[HEADER_LEN..]);
-                let tag = seal_gcm(cipher, nonce, &aad, body)?;
+                let tag = seal_gcm(cipher, nonce, key_ad, body)?;
                 raw.extend_from_slice(&tag);
             }
         }
@@ -264,7 +279,11 @@ impl Codec {
             }
             _ => return None,
         };
-        let key = self.keys.iter().find(|k| raw[2..HEADER_LEN] == k.id[..])?;
+        let index = self
+            .keys
+            .iter()
+            .position(|k| raw[2..HEADER_LEN] == k.id[..])?;
+        let key = &self.keys[index];
         let prefix = prefix_len(self.mode);
         let tag_at = raw.len() - tag_len(self.mode);
         match &key.material {
@@ -278,10 +297,11 @@ impl Codec {
             Material::Aead(cipher) => {
                 let (head, rest) = raw.split_at_mut(prefix);
                 let (body, tag) = rest.split_at_mut(tag_at - prefix);
-                let aad = self.associated_data(&head[..HEADER_LEN]);
+                // The header was checked to be exactly this key's: format, mode, key id.
+                let aad = &self.associated_data[index];
                 let nonce = Nonce::from_slice(&head[HEADER_LEN..]);
                 cipher
-                    .decrypt_in_place_detached(nonce, &aad, body, (&*tag).into())
+                    .decrypt_in_place_detached(nonce, aad, body, (&*tag).into())
                     .ok()?;
             }
         }
@@ -300,14 +320,6 @@ impl Codec {
             version: u64::from_be_bytes(version),
             expires_at,
         })
-    }
-
-    /// `header ‖ name block`, the associated data of the encrypted mode.
-    fn associated_data(&self, header: &[u8]) -> Vec<u8> {
-        let mut aad = Vec::with_capacity(HEADER_LEN + self.name_block.len());
-        aad.extend_from_slice(header);
-        aad.extend_from_slice(&self.name_block);
-        aad
     }
 
     /// Replaces the payload at `raw[start..]` with its deflated form when that is
