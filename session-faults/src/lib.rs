@@ -1,0 +1,1 @@
+//! Test support for `session-faults` (the tests live in `tests/`).

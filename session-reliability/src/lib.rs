@@ -1,0 +1,1 @@
+//! Test support for `session-reliability` (the tests live in `tests/`).
