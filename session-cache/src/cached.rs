@@ -219,12 +219,7 @@ impl<C: SessionCache, D: Store> Store for CachedStore<C, D> {
         let mut fill = true;
         if self.pending.contains(&id) {
             // An earlier write could not drop this entry: the cache may hold an old copy.
-            if self
-                .cache
-                .tombstone(&id, self.tombstone_ttl)
-                .await
-                .is_ok()
-            {
+            if self.cache.tombstone(&id, self.tombstone_ttl).await.is_ok() {
                 self.pending.remove(&id);
             }
             fill = false;

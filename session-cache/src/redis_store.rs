@@ -319,7 +319,13 @@ impl RedisStore {
     }
 
     /// `EVALSHA sha 1 KEY`, sized for `extra_args` more arguments of `extra_bytes` bytes.
-    fn evalsha(&self, script: &Script, id: &StorageId, extra_args: usize, extra_bytes: usize) -> Cmd {
+    fn evalsha(
+        &self,
+        script: &Script,
+        id: &StorageId,
+        extra_args: usize,
+        extra_bytes: usize,
+    ) -> Cmd {
         let mut cmd = Cmd::with_capacity(
             4 + extra_args,
             7 + 40 + 1 + self.inner.prefix.len() + 64 + extra_bytes,
@@ -488,7 +494,10 @@ impl Store for RedisStore {
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
         key.require_generated_shape()?;
-        if self.move_expiry(&key.storage_id(), expires_at, false).await? {
+        if self
+            .move_expiry(&key.storage_id(), expires_at, false)
+            .await?
+        {
             Ok(key.clone())
         } else {
             Err(Error::NotFound)
@@ -544,7 +553,10 @@ impl SessionCache for RedisStore {
 
     async fn tombstone(&self, id: &StorageId, ttl: Duration) -> Result<()> {
         let mut px = itoa_buf();
-        let px = fmt_u64(&mut px, u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        let px = fmt_u64(
+            &mut px,
+            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
+        );
         let mut cmd = self.keyed("SET", id, 3, TOMBSTONE.len() + 2 + px.len());
         cmd.arg(TOMBSTONE).arg("PX").arg(px);
         self.query::<()>(&cmd).await

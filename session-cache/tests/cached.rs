@@ -1,6 +1,9 @@
 //! CachedStore over an in-process cache: the conformance suite, the races it must survive
 //! and a cache that fails.
 
+// A failed unwrap is how a test reports an unexpected error.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -33,7 +36,12 @@ async fn sqlite(ns: &str) -> SqliteStore {
 /// The moka cache of namespace `ns`: two handles on one namespace share it.
 fn moka(ns: &str) -> MokaStore {
     static CACHES: LazyLock<Mutex<HashMap<String, MokaStore>>> = LazyLock::new(Mutex::default);
-    CACHES.lock().unwrap().entry(ns.to_owned()).or_default().clone()
+    CACHES
+        .lock()
+        .unwrap()
+        .entry(ns.to_owned())
+        .or_default()
+        .clone()
 }
 
 struct CachedSqlite;
@@ -83,7 +91,10 @@ async fn reads_come_from_the_cache_and_writes_reach_the_database() {
     store.db().save(&key, &r).await.unwrap();
     assert_eq!(store.load(&key).await.unwrap().unwrap().data["v"], 2);
     store.cache().invalidate_all();
-    assert_eq!(store.load(&key).await.unwrap().unwrap().data["v"], "db only");
+    assert_eq!(
+        store.load(&key).await.unwrap().unwrap().data["v"],
+        "db only"
+    );
 }
 
 #[tokio::test]
@@ -93,10 +104,21 @@ async fn serves_correct_data_when_the_cache_is_flushed_behind_its_back() {
     let key = store.create(&one("v", json!(1))).await.unwrap();
     save_value(&store, &key, json!(2)).await;
     store.cache().invalidate_all();
-    let r = store.load(&key).await.unwrap().expect("refilled from the database");
+    let r = store
+        .load(&key)
+        .await
+        .unwrap()
+        .expect("refilled from the database");
     assert_eq!((r.version, r.data["v"].clone()), (2, json!(2)));
     // The refill is in the cache again, and later writes keep it current.
-    assert!(store.cache().get(&key.storage_id()).await.unwrap().is_some());
+    assert!(
+        store
+            .cache()
+            .get(&key.storage_id())
+            .await
+            .unwrap()
+            .is_some()
+    );
     save_value(&store, &key, json!(3)).await;
     store.cache().invalidate_all();
     save_value(&store, &key, json!(4)).await;
@@ -172,9 +194,17 @@ async fn a_late_fill_does_not_overwrite_a_newer_save() {
     let slow = start_slow_load(&store, &key).await;
     save_value(&store, &key, json!(2)).await; // database and cache now hold version 2
     store.db().gate.release.notify_one();
-    assert_eq!(slow.await.unwrap().unwrap().version, 1, "the slow load read version 1");
+    assert_eq!(
+        slow.await.unwrap().unwrap().version,
+        1,
+        "the slow load read version 1"
+    );
     let r = store.load(&key).await.unwrap().unwrap();
-    assert_eq!((r.version, r.data["v"].clone()), (2, json!(2)), "the late fill won");
+    assert_eq!(
+        (r.version, r.data["v"].clone()),
+        (2, json!(2)),
+        "the late fill won"
+    );
 }
 
 #[tokio::test]
@@ -184,9 +214,22 @@ async fn a_late_fill_does_not_resurrect_a_deleted_session() {
     let slow = start_slow_load(&store, &key).await;
     store.delete(&key).await.unwrap();
     store.db().gate.release.notify_one();
-    assert!(slow.await.unwrap().is_some(), "the slow load read the session before the delete");
-    assert!(store.load(&key).await.unwrap().is_none(), "the deleted session came back");
-    assert!(store.cache().get(&key.storage_id()).await.unwrap().is_none());
+    assert!(
+        slow.await.unwrap().is_some(),
+        "the slow load read the session before the delete"
+    );
+    assert!(
+        store.load(&key).await.unwrap().is_none(),
+        "the deleted session came back"
+    );
+    assert!(
+        store
+            .cache()
+            .get(&key.storage_id())
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -198,7 +241,10 @@ async fn a_late_fill_does_not_undo_a_touch_that_ends_the_session() {
     store.touch(&key, past).await.unwrap();
     store.db().gate.release.notify_one();
     slow.await.unwrap();
-    assert!(store.load(&key).await.unwrap().is_none(), "the ended session came back");
+    assert!(
+        store.load(&key).await.unwrap().is_none(),
+        "the ended session came back"
+    );
 }
 
 #[tokio::test]
@@ -243,11 +289,17 @@ async fn a_failing_cache_never_fails_a_request() {
     let later = OffsetDateTime::now_utc() + time::Duration::days(1);
     store.touch(&key, later).await.unwrap();
     let r = store.load(&key).await.unwrap().unwrap();
-    assert_eq!((r.version, r.data["v"].clone(), r.expires_at), (2, json!(2), later));
+    assert_eq!(
+        (r.version, r.data["v"].clone(), r.expires_at),
+        (2, json!(2), later)
+    );
     // The database's verdicts still come through.
     let mut stale = r.clone();
     stale.version = 1;
-    assert!(matches!(store.save(&key, &stale).await, Err(Error::Conflict)));
+    assert!(matches!(
+        store.save(&key, &stale).await,
+        Err(Error::Conflict)
+    ));
     store.delete(&key).await.unwrap();
     assert!(store.load(&key).await.unwrap().is_none());
     assert!(matches!(store.save(&key, &r).await, Err(Error::NotFound)));
@@ -263,7 +315,11 @@ struct FlakyCache {
 
 impl FlakyCache {
     fn check(&self) -> Result<()> {
-        if self.down.load(Ordering::SeqCst) { Err(down()) } else { Ok(()) }
+        if self.down.load(Ordering::SeqCst) {
+            Err(down())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -297,7 +353,11 @@ async fn a_cache_that_missed_a_save_never_serves_the_older_copy() {
     store.cache().down.store(false, Ordering::SeqCst);
     for _ in 0..3 {
         let r = store.load(&key).await.unwrap().unwrap();
-        assert_eq!((r.version, r.data["v"].clone()), (2, json!(2)), "served the copy the save could not replace");
+        assert_eq!(
+            (r.version, r.data["v"].clone()),
+            (2, json!(2)),
+            "served the copy the save could not replace"
+        );
     }
     // The deleted session is not served from the stale copy either.
     store.cache().down.store(true, Ordering::SeqCst);
@@ -309,7 +369,11 @@ async fn a_cache_that_missed_a_save_never_serves_the_older_copy() {
 #[cfg(feature = "redis")]
 #[tokio::test]
 async fn a_redis_cache_on_a_dead_port_never_fails_a_request() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cache = session_cache::RedisStore::builder()
         .connect_timeout(Duration::from_millis(200))
         .response_timeout(Duration::from_millis(200))

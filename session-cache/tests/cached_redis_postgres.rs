@@ -1,6 +1,9 @@
 //! CachedStore with Redis as the cache and PostgreSQL as the database. Run with
 //! `SESSION_TEST_REDIS_URL` and `SESSION_TEST_POSTGRES_URL` set and `-- --include-ignored`.
 
+// A failed unwrap is how a test reports an unexpected error.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;
@@ -17,7 +20,9 @@ use common::{delete_prefix, prefix, redis_url};
 
 fn postgres_url() -> String {
     std::env::var("SESSION_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!("SESSION_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)")
+        panic!(
+            "SESSION_TEST_POSTGRES_URL is not set (e.g. postgres://postgres@127.0.0.1:5432/test)"
+        )
     })
 }
 
@@ -79,14 +84,24 @@ async fn serves_correct_data_when_redis_is_flushed_behind_its_back() {
     let mut data = Data::new();
     data.insert("v".into(), json!(1));
     let key = store
-        .create(&Record::new(data, OffsetDateTime::now_utc() + time::Duration::hours(1)))
+        .create(&Record::new(
+            data,
+            OffsetDateTime::now_utc() + time::Duration::hours(1),
+        ))
         .await
         .unwrap();
     for v in 2..=4 {
         let mut r = store.load(&key).await.unwrap().unwrap();
         Arc::make_mut(&mut r.data).insert("v".into(), json!(v));
         store.save(&key, &r).await.unwrap();
-        assert!(store.cache().get(&key.storage_id()).await.unwrap().is_some());
+        assert!(
+            store
+                .cache()
+                .get(&key.storage_id())
+                .await
+                .unwrap()
+                .is_some()
+        );
         delete_prefix(&[redis_url()], &prefix(&ns)).await;
         let back = store.load(&key).await.unwrap().unwrap();
         assert_eq!((back.version, back.data["v"].clone()), (v, json!(v)));

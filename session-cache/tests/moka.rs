@@ -1,5 +1,8 @@
 //! MokaStore: the conformance suite, the byte bound and the cache-side operations.
 
+// A failed unwrap is how a test reports an unexpected error.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
@@ -80,7 +83,10 @@ async fn loads_share_the_decoded_data() {
     let key = store.create(&record_of(10)).await.unwrap();
     let a = store.load(&key).await.unwrap().unwrap();
     let b = store.load(&key).await.unwrap().unwrap();
-    assert!(std::sync::Arc::ptr_eq(&a.data, &b.data), "each load copied the data");
+    assert!(
+        std::sync::Arc::ptr_eq(&a.data, &b.data),
+        "each load copied the data"
+    );
 }
 
 #[tokio::test]
@@ -93,13 +99,25 @@ async fn put_if_newer_orders_by_version_then_expiry() {
     let mut older = r.clone();
     older.version = 1;
     older.expires_at += time::Duration::hours(5);
-    assert!(!cache.put_if_newer(&id, &older).await.unwrap(), "older version replaced a newer one");
-    assert!(!cache.put_if_newer(&id, &r).await.unwrap(), "the same record counts as newer");
+    assert!(
+        !cache.put_if_newer(&id, &older).await.unwrap(),
+        "older version replaced a newer one"
+    );
+    assert!(
+        !cache.put_if_newer(&id, &r).await.unwrap(),
+        "the same record counts as newer"
+    );
     let mut touched = r.clone();
     touched.expires_at += time::Duration::minutes(1);
     assert!(cache.put_if_newer(&id, &touched).await.unwrap());
-    assert!(!cache.put_if_newer(&id, &r).await.unwrap(), "an earlier expiry replaced a later one");
-    assert_eq!(cache.get(&id).await.unwrap().unwrap().expires_at, touched.expires_at);
+    assert!(
+        !cache.put_if_newer(&id, &r).await.unwrap(),
+        "an earlier expiry replaced a later one"
+    );
+    assert_eq!(
+        cache.get(&id).await.unwrap().unwrap().expires_at,
+        touched.expires_at
+    );
 }
 
 #[tokio::test]
@@ -108,9 +126,15 @@ async fn a_tombstone_blocks_puts_until_it_expires() {
     let id = SessionKey::generate().storage_id();
     let r = record_of(1);
     assert!(cache.put_if_newer(&id, &r).await.unwrap());
-    cache.tombstone(&id, Duration::from_millis(300)).await.unwrap();
+    cache
+        .tombstone(&id, Duration::from_millis(300))
+        .await
+        .unwrap();
     assert!(cache.get(&id).await.unwrap().is_none());
-    assert!(!cache.put_if_newer(&id, &r).await.unwrap(), "a put passed the tombstone");
+    assert!(
+        !cache.put_if_newer(&id, &r).await.unwrap(),
+        "a put passed the tombstone"
+    );
     assert!(!cache.extend(&id, r.expires_at).await.unwrap());
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(cache.put_if_newer(&id, &r).await.unwrap());
@@ -122,7 +146,10 @@ async fn extend_moves_expiry_only_forward() {
     let cache = MokaStore::new();
     let id = SessionKey::generate().storage_id();
     let r = record_of(1);
-    assert!(!cache.extend(&id, r.expires_at).await.unwrap(), "extended nothing");
+    assert!(
+        !cache.extend(&id, r.expires_at).await.unwrap(),
+        "extended nothing"
+    );
     cache.put_if_newer(&id, &r).await.unwrap();
     let later = r.expires_at + time::Duration::hours(1);
     assert!(cache.extend(&id, later).await.unwrap());

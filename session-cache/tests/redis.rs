@@ -2,6 +2,9 @@
 //! behaviours. Run with `SESSION_TEST_REDIS_URL=redis://127.0.0.1:6379/` and
 //! `-- --include-ignored`.
 
+// A failed unwrap is how a test reports an unexpected error.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::TcpListener;
@@ -63,10 +66,19 @@ async fn the_raw_key_appears_nowhere_in_redis() {
     assert_eq!(found.len(), 1, "one session, one Redis key");
     let (k, v) = &found[0];
     assert_eq!(k, &store.redis_key(&key));
-    assert_eq!(k, format!("{}{}", prefix(&ns), key.storage_id().to_hex()).as_bytes());
+    assert_eq!(
+        k,
+        format!("{}{}", prefix(&ns), key.storage_id().to_hex()).as_bytes()
+    );
     let raw = key.as_str().as_bytes();
-    assert!(!k.windows(raw.len()).any(|w| w == raw), "the key is in the Redis key");
-    assert!(!v.windows(raw.len()).any(|w| w == raw), "the key is in the value");
+    assert!(
+        !k.windows(raw.len()).any(|w| w == raw),
+        "the key is in the Redis key"
+    );
+    assert!(
+        !v.windows(raw.len()).any(|w| w == raw),
+        "the key is in the value"
+    );
     delete_prefix(&[redis_url()], &prefix(&ns)).await;
 }
 
@@ -76,10 +88,18 @@ async fn garbage_under_a_session_key_loads_as_absent_and_is_removed() {
     let ns = fresh_ns();
     let store = store(&ns).await;
     let mut con = node(&redis_url()).await;
-    for garbage in [&b"garbage"[..], b"", b"SR\x01short", b"SR\x01\0\0\0\0\0\0\0\x01\0\0\x01\x8f\0\0\0\0{not json"] {
+    for garbage in [
+        &b"garbage"[..],
+        b"",
+        b"SR\x01short",
+        b"SR\x01\0\0\0\0\0\0\0\x01\0\0\x01\x8f\0\0\0\0{not json",
+    ] {
         let key = store.create(&one("a", json!(1))).await.unwrap();
         let _: () = con.set(store.redis_key(&key), garbage).await.unwrap();
-        assert!(store.load(&key).await.unwrap().is_none(), "garbage {garbage:?} loaded");
+        assert!(
+            store.load(&key).await.unwrap().is_none(),
+            "garbage {garbage:?} loaded"
+        );
         let exists: bool = con.exists(store.redis_key(&key)).await.unwrap();
         assert!(!exists, "garbage {garbage:?} was left in place");
         if garbage.starts_with(b"SR\x01") {
@@ -106,30 +126,50 @@ async fn the_ttl_redis_holds_matches_expires_at() {
     let store = store(&ns).await;
     let mut con = node(&redis_url()).await;
     let mut r = one("a", json!(1));
-    r.expires_at = OffsetDateTime::now_utc() + time::Duration::minutes(30) + time::Duration::milliseconds(123);
+    r.expires_at =
+        OffsetDateTime::now_utc() + time::Duration::minutes(30) + time::Duration::milliseconds(123);
     let key = store.create(&r).await.unwrap();
     let redis_key = store.redis_key(&key);
     let check = |want: OffsetDateTime, pttl: i64, at: i64| {
         let left = (want - OffsetDateTime::now_utc()).whole_milliseconds();
-        assert!((i128::from(pttl) - left).abs() < 2_000, "PTTL {pttl} ms, expires_at in {left} ms");
+        assert!(
+            (i128::from(pttl) - left).abs() < 2_000,
+            "PTTL {pttl} ms, expires_at in {left} ms"
+        );
         assert_eq!(at, unix_millis(want), "PEXPIRETIME differs from expires_at");
     };
     let pttl: i64 = con.pttl(&redis_key).await.unwrap();
-    let at: i64 = redis::cmd("PEXPIRETIME").arg(&redis_key).query_async(&mut con).await.unwrap();
+    let at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&redis_key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
     check(r.expires_at, pttl, at);
     // save and touch move it too.
     let mut loaded = store.load(&key).await.unwrap().unwrap();
     loaded.expires_at += time::Duration::hours(2);
     store.save(&key, &loaded).await.unwrap();
     let pttl: i64 = con.pttl(&redis_key).await.unwrap();
-    let at: i64 = redis::cmd("PEXPIRETIME").arg(&redis_key).query_async(&mut con).await.unwrap();
+    let at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&redis_key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
     check(loaded.expires_at, pttl, at);
-    let touched = OffsetDateTime::now_utc() + time::Duration::days(2) + time::Duration::milliseconds(7);
+    let touched =
+        OffsetDateTime::now_utc() + time::Duration::days(2) + time::Duration::milliseconds(7);
     store.touch(&key, touched).await.unwrap();
     let pttl: i64 = con.pttl(&redis_key).await.unwrap();
-    let at: i64 = redis::cmd("PEXPIRETIME").arg(&redis_key).query_async(&mut con).await.unwrap();
+    let at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&redis_key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
     check(touched, pttl, at);
-    assert_eq!(unix_millis(store.load(&key).await.unwrap().unwrap().expires_at), unix_millis(touched));
+    assert_eq!(
+        unix_millis(store.load(&key).await.unwrap().unwrap().expires_at),
+        unix_millis(touched)
+    );
     delete_prefix(&[redis_url()], &prefix(&ns)).await;
 }
 
@@ -142,7 +182,10 @@ async fn two_prefixes_do_not_see_each_other() {
     assert!(b.load(&key).await.unwrap().is_none());
     let mut r = a.load(&key).await.unwrap().unwrap();
     assert!(matches!(b.save(&key, &r).await, Err(Error::NotFound)));
-    assert!(matches!(b.touch(&key, r.expires_at).await, Err(Error::NotFound)));
+    assert!(matches!(
+        b.touch(&key, r.expires_at).await,
+        Err(Error::NotFound)
+    ));
     b.delete(&key).await.unwrap();
     Arc::make_mut(&mut r.data).insert("a".into(), json!(2));
     a.save(&key, &r).await.unwrap();
@@ -158,7 +201,11 @@ async fn a_forgotten_script_is_loaded_again() {
     let store = store(&ns).await;
     let key = store.create(&one("a", json!(1))).await.unwrap();
     let mut con = node(&redis_url()).await;
-    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query_async(&mut con).await.unwrap();
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut con)
+        .await
+        .unwrap();
     let r = store.load(&key).await.unwrap().unwrap();
     store.save(&key, &r).await.unwrap();
     assert_eq!(store.load(&key).await.unwrap().unwrap().version, 2);
@@ -166,7 +213,11 @@ async fn a_forgotten_script_is_loaded_again() {
 }
 
 fn spare_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -177,13 +228,23 @@ async fn a_closed_port_fails_fast_with_a_backend_error() {
         .response_timeout(Duration::from_millis(500));
     let started = Instant::now();
     let got = builder.clone().connect(&url).await;
-    assert!(matches!(got, Err(Error::Backend { .. })), "connect: {got:?}");
+    assert!(
+        matches!(got, Err(Error::Backend { .. })),
+        "connect: {got:?}"
+    );
     let lazy = builder.connect_lazy(&url).unwrap();
     let key = SessionKey::generate();
     assert!(matches!(lazy.load(&key).await, Err(Error::Backend { .. })));
-    assert!(matches!(lazy.create(&one("a", json!(1))).await, Err(Error::Backend { .. })));
+    assert!(matches!(
+        lazy.create(&one("a", json!(1))).await,
+        Err(Error::Backend { .. })
+    ));
     // A generous bound that only a hang would exceed.
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 /// A redis-server of this test's own, on a spare port, without persistence.
@@ -195,7 +256,16 @@ struct OwnServer {
 impl OwnServer {
     fn start(port: u16) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -203,7 +273,10 @@ impl OwnServer {
         let server = Self { port, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         server
@@ -243,9 +316,16 @@ async fn the_same_store_recovers_after_redis_restarts() {
             matches!(got, Err(Error::Backend { .. } | Error::Timeout { .. })),
             "while Redis is down: {got:?}"
         );
-        assert!(started.elapsed() < Duration::from_secs(3), "an operation hung for {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "an operation hung for {:?}",
+            started.elapsed()
+        );
         let got = store.create(&one("a", json!(2))).await;
-        assert!(got.as_ref().err().is_some_and(Error::is_unavailable), "while Redis is down: {got:?}");
+        assert!(
+            got.as_ref().err().is_some_and(Error::is_unavailable),
+            "while Redis is down: {got:?}"
+        );
     }
 
     let _server = OwnServer::start(port);
@@ -276,20 +356,38 @@ async fn as_a_cache_redis_orders_puts_and_honours_tombstones() {
     let mut older = r.clone();
     older.version = 1;
     older.expires_at += time::Duration::hours(5);
-    assert!(!cache.put_if_newer(&id, &older).await.unwrap(), "an older version replaced a newer one");
+    assert!(
+        !cache.put_if_newer(&id, &older).await.unwrap(),
+        "an older version replaced a newer one"
+    );
     assert!(!cache.put_if_newer(&id, &r).await.unwrap());
     let later = r.expires_at + time::Duration::minutes(1);
     assert!(cache.extend(&id, later).await.unwrap());
-    assert!(!cache.extend(&id, r.expires_at).await.unwrap(), "extend moved the expiry back");
-    assert!(!cache.put_if_newer(&id, &r).await.unwrap(), "an earlier expiry replaced a later one");
+    assert!(
+        !cache.extend(&id, r.expires_at).await.unwrap(),
+        "extend moved the expiry back"
+    );
+    assert!(
+        !cache.put_if_newer(&id, &r).await.unwrap(),
+        "an earlier expiry replaced a later one"
+    );
     let got = cache.get(&id).await.unwrap().unwrap();
-    assert_eq!((got.version, unix_millis(got.expires_at)), (2, unix_millis(later)));
+    assert_eq!(
+        (got.version, unix_millis(got.expires_at)),
+        (2, unix_millis(later))
+    );
 
-    cache.tombstone(&id, Duration::from_millis(400)).await.unwrap();
+    cache
+        .tombstone(&id, Duration::from_millis(400))
+        .await
+        .unwrap();
     assert!(cache.get(&id).await.unwrap().is_none());
     let mut newer = r.clone();
     newer.version = 9;
-    assert!(!cache.put_if_newer(&id, &newer).await.unwrap(), "a put passed the tombstone");
+    assert!(
+        !cache.put_if_newer(&id, &newer).await.unwrap(),
+        "a put passed the tombstone"
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert!(cache.put_if_newer(&id, &newer).await.unwrap());
     assert_eq!(cache.get(&id).await.unwrap().unwrap().version, 9);

@@ -2,6 +2,9 @@
 //! cluster with `.ci/redis-cluster.sh start`, then run with
 //! `SESSION_TEST_REDIS_CLUSTER_URLS=<its output>` and `-- --include-ignored`.
 
+// A failed unwrap is how a test reports an unexpected error.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::Arc;

@@ -1,13 +1,15 @@
 //! Helpers shared by the Redis-backed tests.
-#![allow(dead_code, unreachable_pub)]
+// Not every test binary uses every helper; a failed unwrap is a test failure.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use redis::AsyncCommands;
 
 /// `SESSION_TEST_REDIS_URL`, or a loud failure: an ignored test run on purpose must not
 /// pass without its service.
 pub fn redis_url() -> String {
-    std::env::var("SESSION_TEST_REDIS_URL")
-        .unwrap_or_else(|_| panic!("SESSION_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/)"))
+    std::env::var("SESSION_TEST_REDIS_URL").unwrap_or_else(|_| {
+        panic!("SESSION_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/)")
+    })
 }
 
 /// `SESSION_TEST_REDIS_CLUSTER_URLS` (comma-separated), or a loud failure.
@@ -21,7 +23,10 @@ pub fn cluster_urls() -> Vec<String> {
         .filter(|u| !u.is_empty())
         .map(str::to_owned)
         .collect();
-    assert!(!urls.is_empty(), "SESSION_TEST_REDIS_CLUSTER_URLS holds no URL");
+    assert!(
+        !urls.is_empty(),
+        "SESSION_TEST_REDIS_CLUSTER_URLS holds no URL"
+    );
     urls
 }
 
