@@ -298,11 +298,11 @@ impl Store for MokaStore {
 impl SessionCache for MokaStore {
     async fn get(&self, id: &StorageId) -> Result<Option<Record>> {
         let now = OffsetDateTime::now_utc();
-        Ok(self
-            .cache
-            .get(id)
-            .await
-            .and_then(|slot| slot.live_record(now).cloned()))
+        // The owned slot moka hands out is the copy: move its record out, no second clone.
+        Ok(match self.cache.get(id).await {
+            Some(Slot::Live { record, .. }) if !record.is_expired_at(now) => Some(record),
+            _ => None,
+        })
     }
 
     async fn put_if_newer(&self, id: &StorageId, record: &Record) -> Result<bool> {

@@ -393,3 +393,48 @@ async fn as_a_cache_redis_orders_puts_and_honours_tombstones() {
     assert_eq!(cache.get(&id).await.unwrap().unwrap().version, 9);
     delete_prefix(&[redis_url()], &prefix(&ns)).await;
 }
+
+fn signal(server: &OwnServer, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} failed");
+}
+
+#[tokio::test]
+#[ignore = "needs redis-server on PATH"]
+async fn an_unresponsive_redis_times_out_instead_of_hanging() {
+    let server = OwnServer::start(spare_port());
+    let store = RedisStore::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .response_timeout(Duration::from_millis(300))
+        .connect(&format!("redis://127.0.0.1:{}/", server.port))
+        .await
+        .unwrap();
+    let key = store.create(&one("a", json!(1))).await.unwrap();
+    signal(&server, "-STOP"); // accepts connections, answers nothing
+    let started = Instant::now();
+    let got = store.load(&key).await;
+    signal(&server, "-CONT");
+    assert!(
+        matches!(got, Err(Error::Timeout { .. } | Error::Backend { .. })),
+        "while Redis was frozen: {got:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "hung for {:?}",
+        started.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match store.load(&key).await {
+            Ok(got) => {
+                assert_eq!(got.unwrap().data["a"], 1);
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "the store did not recover: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
