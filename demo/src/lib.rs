@@ -13,11 +13,11 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::extract::{Form, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::Router;
 use serde::Deserialize;
 use sessions::tower::{Session, SessionLayer};
 use sessions::{SessionConfig, SessionManager};
@@ -205,7 +205,11 @@ async fn preferences_form(State(app): State<App>, session: Session) -> Html<Stri
     let options: String = THEMES
         .iter()
         .map(|t| {
-            let selected = if current.as_deref() == Some(t) { " selected" } else { "" };
+            let selected = if current.as_deref() == Some(t) {
+                " selected"
+            } else {
+                ""
+            };
             format!(r#"<option value="{t}"{selected}>{t}</option>"#)
         })
         .collect();

@@ -44,7 +44,9 @@ fn parse(args: &[String]) -> Result<Command, String> {
         match arg {
             "--addr" => {
                 let v = args.next().ok_or("--addr needs HOST:PORT")?;
-                addr = v.parse().map_err(|_| format!("--addr: `{v}` is not HOST:PORT"))?;
+                addr = v
+                    .parse()
+                    .map_err(|_| format!("--addr: `{v}` is not HOST:PORT"))?;
             }
             "--clear-every" => {
                 let v = args.next().ok_or("--clear-every needs SECONDS")?;
@@ -113,7 +115,9 @@ async fn run(command: Command) -> Result<(), String> {
                         tick.tick().await;
                         match manager.clear_expired().await {
                             Ok(removed) => tracing::info!(removed, "cleared expired sessions"),
-                            Err(error) => tracing::warn!(%error, "clearing expired sessions failed"),
+                            Err(error) => {
+                                tracing::warn!(%error, "clearing expired sessions failed")
+                            }
                         }
                     }
                 });
@@ -142,8 +146,17 @@ mod tests {
 
     #[test]
     fn parses_the_commands() {
-        assert!(matches!(parse(&args("")), Ok(Command::Serve { clear_every: None, .. })));
-        assert!(matches!(parse(&args("clear-expired")), Ok(Command::ClearExpired)));
+        assert!(matches!(
+            parse(&args("")),
+            Ok(Command::Serve {
+                clear_every: None,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse(&args("clear-expired")),
+            Ok(Command::ClearExpired)
+        ));
         let Ok(Command::Serve { addr, clear_every }) =
             parse(&args("serve --addr 127.0.0.1:9000 --clear-every 60"))
         else {
@@ -151,7 +164,13 @@ mod tests {
         };
         assert_eq!(addr.port(), 9000);
         assert_eq!(clear_every, Some(Duration::from_secs(60)));
-        for bad in ["--addr", "--addr nowhere", "--clear-every 0", "--bogus", "clear-expired x"] {
+        for bad in [
+            "--addr",
+            "--addr nowhere",
+            "--clear-every 0",
+            "--bogus",
+            "clear-expired x",
+        ] {
             assert!(parse(&args(bad)).is_err(), "{bad}");
         }
     }
