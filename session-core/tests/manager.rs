@@ -87,6 +87,17 @@ fn request(manager: &SessionManager, cookie: Option<&str>) -> LazySession {
     manager.lazy(cookie)
 }
 
+/// A first request that stores `key = value`; returns the cookie value it got.
+async fn stored(manager: &SessionManager, key: &str, value: impl serde::Serialize) -> String {
+    let lazy = request(manager, None);
+    lazy.load()
+        .await
+        .expect("load")
+        .insert(key, value)
+        .expect("insert");
+    value_of(&manager.commit(&lazy, 200).await.expect("commit").cookie)
+}
+
 #[tokio::test]
 async fn untouched_request_costs_no_io_and_no_cookie() {
     let (store, m) = setup(SessionConfig::default());
@@ -132,14 +143,7 @@ async fn new_session_is_created_and_cookie_set_with_max_age() {
 #[tokio::test]
 async fn read_only_request_writes_nothing_and_varies() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("n", 1)
-        .expect("insert");
-    let key = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let key = stored(&m, "n", 1).await;
     let before = store.ops();
     let lazy = request(&m, Some(&key));
     assert_eq!(
@@ -162,14 +166,7 @@ async fn read_only_request_writes_nothing_and_varies() {
 #[tokio::test]
 async fn modified_session_is_saved_under_the_same_key() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("n", 1)
-        .expect("insert");
-    let key = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let key = stored(&m, "n", 1).await;
     let lazy = request(&m, Some(&key));
     lazy.load()
         .await
@@ -226,22 +223,8 @@ async fn unknown_malformed_and_oversized_cookies_get_a_fresh_session_and_store_n
 #[tokio::test]
 async fn cookie_header_parsing_picks_the_first_well_formed_value() {
     let (_store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("who", "first")
-        .expect("insert");
-    let a = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
-    let second = request(&m, None);
-    second
-        .load()
-        .await
-        .expect("load")
-        .insert("who", "second")
-        .expect("insert");
-    let b = value_of(&m.commit(&second, 200).await.expect("commit").cookie);
+    let a = stored(&m, "who", "first").await;
+    let b = stored(&m, "who", "second").await;
 
     let header_ab = format!("x=1; sessionid=bad,value; sessionid={a}; sessionid={b}");
     let lazy = m.lazy_from_cookie_headers([header_ab.as_str()]);
@@ -277,14 +260,7 @@ async fn server_error_saves_nothing() {
 #[tokio::test]
 async fn store_down_at_load_is_an_error_never_an_empty_session() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("cart", ["book"])
-        .expect("insert");
-    let key = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let key = stored(&m, "cart", ["book"]).await;
 
     store.down.store(true, Ordering::SeqCst);
     let lazy = request(&m, Some(&key));
@@ -321,14 +297,7 @@ async fn store_down_at_commit_is_an_error() {
 #[tokio::test]
 async fn emptied_session_is_deleted_and_its_cookie_removed() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("n", 1)
-        .expect("insert");
-    let key = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let key = stored(&m, "n", 1).await;
     let lazy = request(&m, Some(&key));
     lazy.load().await.expect("load").remove("n");
     let commit = m.commit(&lazy, 200).await.expect("commit");
@@ -342,14 +311,7 @@ async fn emptied_session_is_deleted_and_its_cookie_removed() {
 #[tokio::test]
 async fn flush_deletes_the_stored_session_and_removes_the_cookie() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("user", 7)
-        .expect("insert");
-    let key = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let key = stored(&m, "user", 7).await;
 
     let lazy = request(&m, Some(&key));
     let s = lazy.load().await.expect("load");
@@ -369,14 +331,7 @@ async fn flush_deletes_the_stored_session_and_removes_the_cookie() {
 #[tokio::test]
 async fn flush_then_write_starts_a_new_session_under_a_new_key() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("user", 7)
-        .expect("insert");
-    let key = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let key = stored(&m, "user", 7).await;
     let lazy = request(&m, Some(&key));
     let s = lazy.load().await.expect("load");
     s.flush();
@@ -395,14 +350,7 @@ async fn flush_then_write_starts_a_new_session_under_a_new_key() {
 #[tokio::test]
 async fn cycle_key_keeps_the_data_under_a_new_key() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("cart", [1, 2])
-        .expect("insert");
-    let old = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let old = stored(&m, "cart", [1, 2]).await;
 
     let login = request(&m, Some(&old));
     let s = login.load().await.expect("load");
@@ -574,14 +522,7 @@ async fn save_every_request_saves_untouched_and_read_only_requests() {
 #[tokio::test]
 async fn concurrent_requests_changing_different_keys_both_keep_their_writes() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("base", 0)
-        .expect("insert");
-    let key = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let key = stored(&m, "base", 0).await;
 
     let a = request(&m, Some(&key));
     let b = request(&m, Some(&key));
@@ -604,14 +545,7 @@ async fn concurrent_requests_changing_different_keys_both_keep_their_writes() {
 #[tokio::test]
 async fn concurrent_requests_on_one_key_end_with_one_whole_value() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("v", 0)
-        .expect("insert");
-    let key = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let key = stored(&m, "v", 0).await;
     let a = request(&m, Some(&key));
     let b = request(&m, Some(&key));
     let (sa, sb) = (a.load().await.expect("load"), b.load().await.expect("load"));
@@ -637,14 +571,7 @@ async fn concurrent_requests_on_one_key_end_with_one_whole_value() {
 #[tokio::test]
 async fn many_concurrent_requests_lose_no_increment() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("count", 0)
-        .expect("insert");
-    let key = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let key = stored(&m, "count", 0).await;
     let tasks: Vec<_> = (0..16)
         .map(|t| {
             let (m, key) = (m.clone(), key.clone());
@@ -675,14 +602,7 @@ async fn many_concurrent_requests_lose_no_increment() {
 #[tokio::test]
 async fn a_logout_racing_a_save_is_not_undone() {
     let (store, m) = setup(SessionConfig::default());
-    let first = request(&m, None);
-    first
-        .load()
-        .await
-        .expect("load")
-        .insert("user", 1)
-        .expect("insert");
-    let key = value_of(&m.commit(&first, 200).await.expect("commit").cookie);
+    let key = stored(&m, "user", 1).await;
     let slow = request(&m, Some(&key));
     let logout = request(&m, Some(&key));
     slow.load()
