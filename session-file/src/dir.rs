@@ -36,9 +36,10 @@ const TEMP_PREFIX: &str = ".tmp-";
 const CREATE_ATTEMPTS: usize = 8;
 
 /// The steps of a durable write, in order. [`SessionDir::checkpoint`] runs after each, so
-/// a fault can be injected between any two of them.
+/// a fault can be injected between any two of them (feature `failpoints`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
+#[cfg_attr(not(feature = "failpoints"), allow(unreachable_pub))]
+pub enum Step {
     /// The bytes are written to the temporary file.
     Write,
     /// The temporary file is synced to stable storage.
@@ -49,6 +50,11 @@ pub(crate) enum Step {
     SyncDir,
 }
 
+/// A function run after every [`Step`] of a write (feature `failpoints`): an error it
+/// returns ends the operation there, as a failure of that step would.
+#[cfg(feature = "failpoints")]
+pub type Failpoint = std::sync::Arc<dyn Fn(Step) -> io::Result<()> + Send + Sync>;
+
 /// One session directory, opened.
 #[derive(Debug)]
 pub(crate) struct SessionDir {
@@ -56,6 +62,20 @@ pub(crate) struct SessionDir {
     /// The directory itself, kept open to sync it after names change.
     handle: File,
     prefix: FilePrefix,
+    #[cfg(feature = "failpoints")]
+    failpoint: Option<Hook>,
+}
+
+/// A [`Failpoint`] with a `Debug` form.
+#[cfg(feature = "failpoints")]
+#[derive(Clone)]
+pub(crate) struct Hook(pub(crate) Failpoint);
+
+#[cfg(feature = "failpoints")]
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Failpoint")
+    }
 }
 
 /// `(device, inode)`: tells whether a name still refers to the file that was read.
@@ -179,7 +199,15 @@ impl SessionDir {
             path,
             handle,
             prefix,
+            #[cfg(feature = "failpoints")]
+            failpoint: None,
         })
+    }
+
+    /// Runs `hook` after every step of every write from now on.
+    #[cfg(feature = "failpoints")]
+    pub(crate) fn set_failpoint(&mut self, hook: Option<Hook>) {
+        self.failpoint = hook;
     }
 
     pub(crate) fn path(&self) -> &Path {
@@ -224,9 +252,15 @@ impl SessionDir {
         Ok(file)
     }
 
-    /// Runs after each [`Step`] of a write. Nothing fails here today; it is the one place
-    /// where a test can make the sequence stop after any step.
-    fn checkpoint(&self, _step: Step) -> io::Result<()> {
+    /// Runs after each [`Step`] of a write: the one place where a test can make the
+    /// sequence stop after any step. Without the `failpoints` feature it does nothing.
+    #[cfg_attr(not(feature = "failpoints"), allow(clippy::unused_self))]
+    fn checkpoint(&self, step: Step) -> io::Result<()> {
+        #[cfg(feature = "failpoints")]
+        if let Some(Hook(hook)) = &self.failpoint {
+            return hook(step);
+        }
+        let _ = step;
         Ok(())
     }
 

@@ -67,6 +67,8 @@ impl FileStore {
         FileStoreBuilder {
             dir: dir.into(),
             prefix: FilePrefix::default(),
+            #[cfg(feature = "failpoints")]
+            failpoint: None,
         }
     }
 
@@ -174,6 +176,8 @@ impl Store for FileStore {
 pub struct FileStoreBuilder {
     dir: PathBuf,
     prefix: FilePrefix,
+    #[cfg(feature = "failpoints")]
+    failpoint: Option<crate::dir::Hook>,
 }
 
 impl FileStoreBuilder {
@@ -193,7 +197,25 @@ impl FileStoreBuilder {
     /// [`Error::Backend`] when the directory cannot be created or opened, or is not a
     /// directory.
     pub fn open(self) -> Result<FileStore> {
-        let dir = SessionDir::open(self.dir, self.prefix).map_err(|e| Error::backend(STORE, e))?;
+        #[cfg_attr(not(feature = "failpoints"), allow(unused_mut))]
+        let mut dir =
+            SessionDir::open(self.dir, self.prefix).map_err(|e| Error::backend(STORE, e))?;
+        #[cfg(feature = "failpoints")]
+        dir.set_failpoint(self.failpoint);
         Ok(FileStore { dir: Arc::new(dir) })
+    }
+
+    /// Testing only (feature `failpoints`): runs `hook` after every [`Step`](crate::Step)
+    /// of every write (write, sync, publish, directory sync); an error it returns ends the
+    /// operation right there, as if that step had failed, and the operation fails with
+    /// [`Error::Backend`]. A hook that aborts the process simulates a crash after the step.
+    #[cfg(feature = "failpoints")]
+    #[doc(hidden)]
+    pub fn with_failpoint<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(crate::Step) -> std::io::Result<()> + Send + Sync + 'static,
+    {
+        self.failpoint = Some(crate::dir::Hook(Arc::new(hook)));
+        self
     }
 }

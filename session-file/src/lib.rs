@@ -10,3 +10,9 @@ mod prefix;
 #[cfg(unix)]
 pub use file::{FileStore, FileStoreBuilder};
 pub use prefix::FilePrefix;
+
+/// Testing only (feature `failpoints`): the steps of a durable write, after each of which
+/// [`FileStoreBuilder::with_failpoint`] can inject a failure.
+#[cfg(all(unix, feature = "failpoints"))]
+#[doc(hidden)]
+pub use dir::{Failpoint, Step};
