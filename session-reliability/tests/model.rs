@@ -637,6 +637,6 @@ fn the_model_catches_a_store_that_ignores_versions() {
     let result = runner.run(&prop::collection::vec(op(), 1..=OPS), |ops| {
         rt.block_on(run_case(&store, &ops))
     });
-    let message = format!("{:?}", result.err().expect("the careless store is caught"));
+    let message = format!("{:?}", result.expect_err("the careless store is caught"));
     assert!(message.contains("Conflict"), "{message}");
 }
