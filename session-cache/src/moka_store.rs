@@ -277,7 +277,18 @@ impl Store for MokaStore {
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         if key.is_generated_shape() {
-            self.cache.invalidate(&key.storage_id()).await;
+            // Through the entry API, not `invalidate`: only compute calls are serialized per
+            // key, so a `save` that saw the entry live could otherwise put it back after the
+            // delete (a logout undone by a racing request).
+            self.cache
+                .entry(key.storage_id())
+                .and_compute_with(|cur| {
+                    ready(match cur {
+                        Some(_) => Op::Remove,
+                        None => Op::Nop,
+                    })
+                })
+                .await;
         }
         Ok(())
     }

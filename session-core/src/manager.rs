@@ -118,7 +118,9 @@ impl SessionManager {
     ///   `Max-Age`/`Expires` (none for a browser-session expiry);
     /// - when another request of the same browser saved first (`Conflict`), the session is
     ///   reloaded, this request's own changes are re-applied key by key, and the save is
-    ///   retried up to [`SessionConfig::conflict_retries`] times;
+    ///   retried up to [`SessionConfig::conflict_retries`] times; but when a key this
+    ///   request read and then wrote was changed meanwhile, re-applying would lose that
+    ///   update, so the commit fails with [`Error::Conflict`] (retry the request);
     /// - a session deleted meanwhile (`NotFound`, e.g. a logout in another tab) is not
     ///   brought back: the cookie is removed;
     /// - a rolling session ([`Expiry::OnInactivity`]) that was only read has its expiry
@@ -126,8 +128,9 @@ impl SessionManager {
     ///
     /// # Errors
     ///
-    /// Store errors, and [`Error::Conflict`] when the retries run out. The response should
-    /// then be a server error; the stored session is left as it was.
+    /// Store errors, and [`Error::Conflict`] when a read-modify-write met a concurrent change
+    /// or the retries run out. The response should then be a server error (or the request
+    /// retried); the stored session is left as it was.
     pub async fn commit(&self, lazy: &LazySession, status: u16) -> Result<Commit> {
         if status >= 500 {
             let vary_cookie = lazy.session().is_some_and(|s| s.is_accessed());
@@ -241,6 +244,13 @@ impl SessionManager {
                     let Some(fresh) = self.store().load(key).await? else {
                         return Ok(None);
                     };
+                    if st.would_lose_update(&fresh.data) {
+                        tracing::debug!(
+                            session = %key.storage_id().short(),
+                            "a key this request read and wrote changed concurrently"
+                        );
+                        return Err(Error::Conflict);
+                    }
                     record.data = st.reapply(fresh.data);
                     record.expiry = if st.expiry_changed {
                         st.expiry

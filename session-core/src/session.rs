@@ -1,6 +1,6 @@
 //! The per-request session dictionary.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -24,10 +24,15 @@ pub const TEST_COOKIE_VALUE: &str = "worked";
 /// [`SessionManager::commit`](crate::SessionManager::commit).
 ///
 /// It follows Django's `request.session`: reading marks it *accessed* (the response then
-/// varies on `Cookie`), writing marks it *modified* (the commit then saves it). It also
-/// remembers which keys this request changed, so that when another request of the same
-/// browser saved first, the commit re-applies exactly these changes to the newer record
-/// instead of overwriting it.
+/// varies on `Cookie`), writing marks it *modified* (the commit then saves it).
+///
+/// It also remembers which keys this request read and which it changed. When another
+/// request of the same browser saved first, the commit re-applies exactly this request's
+/// changes to the newer record instead of overwriting it, unless that would lose an
+/// update: if a key this request read and then wrote (a read-modify-write such as a
+/// counter) was changed meanwhile, the commit fails with
+/// [`Error::Conflict`](crate::Error::Conflict) and the request can be retried. Keys written
+/// without being read first merge, the last writer winning.
 ///
 /// # Examples
 ///
@@ -64,8 +69,14 @@ pub(crate) struct State {
     /// `expires_at` as loaded (`None` for a new session).
     pub(crate) expires_at: Option<OffsetDateTime>,
     pub(crate) version: u64,
+    /// The dictionary as loaded (or as last committed): what this request's reads saw.
+    pub(crate) base: Arc<Data>,
     /// This request's writes, key by key, for re-applying after a conflict.
     pub(crate) changes: Changes,
+    /// Keys whose stored value this request read (before writing them).
+    pub(crate) observed: HashSet<String>,
+    /// A whole-dictionary read (`keys`, `len`, `iter`, ...) observed every key.
+    pub(crate) observed_all: bool,
     /// `clear` (or `flush`) ran: the changes apply to an empty dictionary.
     pub(crate) cleared: bool,
     pub(crate) expiry_changed: bool,
@@ -87,7 +98,10 @@ impl State {
             expiry: None,
             expires_at: None,
             version: 0,
+            base: Arc::new(Data::new()),
             changes: Changes::new(),
+            observed: HashSet::new(),
+            observed_all: false,
             cleared: false,
             expiry_changed: false,
             modified: false,
@@ -101,11 +115,30 @@ impl State {
 
     pub(crate) fn loaded(mut self, key: SessionKey, record: Record) -> Self {
         self.key = Some(key);
+        self.base = record.data.clone();
         self.data = record.data;
         self.expiry = record.expiry;
         self.expires_at = Some(record.expires_at);
         self.version = record.version;
         self
+    }
+
+    /// Whether re-applying this request's changes on top of `fresh` (a newer stored
+    /// dictionary) would lose an update: a key this request read and then wrote was changed
+    /// by someone else since this request loaded it. Blind writes (a key written without
+    /// being read first) never count: the last writer wins for them.
+    pub(crate) fn would_lose_update(&self, fresh: &Data) -> bool {
+        self.changes.keys().any(|k| {
+            (self.observed_all || self.observed.contains(k)) && self.base.get(k) != fresh.get(k)
+        })
+    }
+
+    /// Records that this request read the stored value of `key`.
+    fn observe(&mut self, key: &str) {
+        self.accessed = true;
+        if !self.changes.contains_key(key) && !self.observed.contains(key) {
+            self.observed.insert(key.to_owned());
+        }
     }
 
     /// Applies this request's changes on top of `base` (a newer stored dictionary).
@@ -147,15 +180,19 @@ impl State {
     pub(crate) fn committed(&mut self, key: Option<SessionKey>, record: Option<(&Record, u64)>) {
         self.key = key;
         if let Some((r, version)) = record {
+            self.base = r.data.clone();
             self.data = r.data.clone();
             self.expiry = r.expiry;
             self.expires_at = Some(r.expires_at);
             self.version = version;
         } else {
+            self.base = Arc::new(Data::new());
             self.expires_at = None;
             self.version = 0;
         }
         self.changes.clear();
+        self.observed.clear();
+        self.observed_all = false;
         self.cleared = false;
         self.expiry_changed = false;
         self.modified = false;
@@ -194,10 +231,19 @@ impl Session {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// A read of the whole dictionary: it observes every key.
     fn read<T>(&self, f: impl FnOnce(&Data) -> T) -> T {
         let mut st = self.lock();
         st.accessed = true;
+        st.observed_all = true;
         f(&st.data)
+    }
+
+    /// A read of one key: it observes that key.
+    fn read_key<T>(&self, key: &str, f: impl FnOnce(Option<&Value>) -> T) -> T {
+        let mut st = self.lock();
+        st.observe(key);
+        f(st.data.get(key))
     }
 
     /// The value under `key`, deserialized as `T`.
@@ -214,7 +260,7 @@ impl Session {
     /// The raw JSON value under `key`.
     #[must_use]
     pub fn get_value(&self, key: &str) -> Option<Value> {
-        self.read(|d| d.get(key).cloned())
+        self.read_key(key, |v| v.cloned())
     }
 
     /// Sets `key` to `value` and returns the previous raw value (Django `session[key] = v`).
@@ -254,7 +300,7 @@ impl Session {
     /// Whether `key` is set (Django `key in session`).
     #[must_use]
     pub fn contains_key(&self, key: &str) -> bool {
-        self.read(|d| d.contains_key(key))
+        self.read_key(key, |v| v.is_some())
     }
 
     /// The keys, in order.
@@ -284,6 +330,7 @@ impl Session {
     pub fn snapshot(&self) -> Arc<Data> {
         let mut st = self.lock();
         st.accessed = true;
+        st.observed_all = true;
         st.data.clone()
     }
 

@@ -683,3 +683,80 @@ async fn clear_expired_goes_to_the_store() {
     store.inner.create(&r).await.expect("create");
     assert_eq!(m.clear_expired().await.expect("clear"), 1);
 }
+
+#[tokio::test]
+async fn overlapping_read_modify_writes_of_one_key_never_lose_an_increment() {
+    let (store, m) = setup(SessionConfig::default());
+    let key = stored(&m, "n", 0).await;
+    let a = request(&m, Some(&key));
+    let b = request(&m, Some(&key));
+    for lazy in [&a, &b] {
+        let s = lazy.load().await.expect("load");
+        let n = s.get::<i64>("n").expect("typed").unwrap_or(0);
+        s.insert("n", n + 1).expect("insert");
+    }
+    m.commit(&a, 200).await.expect("the first commit wins");
+    assert!(
+        matches!(m.commit(&b, 200).await, Err(Error::Conflict)),
+        "re-applying n = 1 over n = 1 would lose b's increment"
+    );
+    // The client retries b: it now reads 1 and writes 2.
+    let retry = request(&m, Some(&key));
+    let s = retry.load().await.expect("load");
+    let n = s.get::<i64>("n").expect("typed").unwrap_or(0);
+    s.insert("n", n + 1).expect("insert");
+    m.commit(&retry, 200).await.expect("retry");
+    let k = SessionKey::parse(&key).expect("key");
+    assert_eq!(
+        store
+            .inner
+            .load(&k)
+            .await
+            .expect("load")
+            .expect("stored")
+            .data["n"],
+        2
+    );
+}
+
+#[tokio::test]
+async fn read_modify_writes_of_different_keys_still_merge() {
+    let (store, m) = setup(SessionConfig::default());
+    let key = stored(&m, "a", 0).await;
+    let a = request(&m, Some(&key));
+    let b = request(&m, Some(&key));
+    let sa = a.load().await.expect("load");
+    let sb = b.load().await.expect("load");
+    let n = sa.get::<i64>("a").expect("typed").unwrap_or(0);
+    sa.insert("a", n + 1).expect("insert");
+    let n = sb.get::<i64>("b").expect("typed").unwrap_or(0);
+    sb.insert("b", n + 1).expect("insert");
+    m.commit(&a, 200).await.expect("a");
+    m.commit(&b, 200)
+        .await
+        .expect("b merges: it never read `a`");
+    let k = SessionKey::parse(&key).expect("key");
+    let r = store.inner.load(&k).await.expect("load").expect("stored");
+    assert_eq!(
+        (r.data["a"].clone(), r.data["b"].clone()),
+        (json!(1), json!(1))
+    );
+}
+
+#[tokio::test]
+async fn a_whole_dictionary_read_makes_every_write_a_read_modify_write() {
+    let (_store, m) = setup(SessionConfig::default());
+    let key = stored(&m, "items", json!([1])).await;
+    let a = request(&m, Some(&key));
+    let b = request(&m, Some(&key));
+    a.load()
+        .await
+        .expect("load")
+        .insert("items", json!([1, 2]))
+        .expect("insert");
+    let sb = b.load().await.expect("load");
+    let count = sb.len();
+    sb.insert("items", json!(vec![0; count])).expect("insert");
+    m.commit(&a, 200).await.expect("a");
+    assert!(matches!(m.commit(&b, 200).await, Err(Error::Conflict)));
+}

@@ -224,6 +224,8 @@ pub async fn open_config(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenErr
 struct Target {
     scheme: String,
     /// The URL without our parameters.
+    // Unread when no driver-backed store feature is on.
+    #[allow(dead_code)]
     driver_url: String,
     /// After `scheme:` and any `//`, without our parameters.
     rest: String,
@@ -318,6 +320,8 @@ impl Target {
         }
     }
 
+    // Unused only when every store feature is on.
+    #[allow(dead_code)]
     fn disabled(&self) -> OpenError {
         OpenError::FeatureDisabled {
             scheme: self.scheme.clone(),
