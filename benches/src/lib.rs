@@ -1,1 +1,1 @@
-//! Benchmark support (under construction).
+#![doc = include_str!("../README.md")]
