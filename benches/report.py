@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -78,7 +79,9 @@ def run(args):
     env["CARGO_TARGET_DIR"] = str(target_dir())
     script = ROOT / ".ci" / "redis-cluster.sh"
     if args.cluster:
-        env["SESSION_TEST_REDIS_CLUSTER_URLS"] = sh(["bash", str(script), "start"])
+        # The script prints the URLs first; redis-cli's own output may follow on stdout.
+        started = sh(["bash", str(script), "start"])
+        env["SESSION_TEST_REDIS_CLUSTER_URLS"] = ",".join(re.findall(r"redis://[0-9.]+:[0-9]+", started)[:3])
     try:
         subprocess.run(["cargo", "bench", "-p", "benches"], check=True, env=env, cwd=ROOT)
     finally:
@@ -95,7 +98,8 @@ def load_results():
         elements = (meta.get("throughput") or {}).get("Elements", 1) or 1
         per_op = sorted(t / i / elements for t, i in zip(sample["times"], sample["iters"]))
         mean = sum(sample["times"]) / sum(sample["iters"]) / elements
-        out[(meta["group_id"], meta["function_id"])] = {
+        name = meta.get("function_id") or meta.get("value_str")
+        out[(meta["group_id"], name)] = {
             "mean": mean,
             "p50": pct(per_op, 50),
             "p99": pct(per_op, 99),
