@@ -35,7 +35,7 @@ const TEMP_PREFIX: &str = ".tmp-";
 /// file system answers `EEXIST` for another reason.
 const CREATE_ATTEMPTS: usize = 8;
 
-/// The steps of a durable write, in order. [`SessionDir::checkpoint`] runs after each, so
+/// The steps of a durable write, in order. `SessionDir::checkpoint` runs after each, so
 /// a fault can be injected between any two of them (feature `failpoints`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(not(feature = "failpoints"), allow(unreachable_pub))]
