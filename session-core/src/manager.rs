@@ -312,12 +312,14 @@ impl fmt::Debug for SessionManager {
 
 /// Every value of cookie `name` in one `Cookie` header, in order.
 fn cookie_values<'h>(header: &'h str, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
+    // RFC 6265 allows only spaces and tabs around the pairs.
+    let ows = |c: char| c == ' ' || c == '\t';
     header.split(';').filter_map(move |pair| {
         let (n, v) = pair.split_once('=')?;
-        if n.trim() != name {
+        if n.trim_matches(ows) != name {
             return None;
         }
-        let v = v.trim();
+        let v = v.trim_matches(ows);
         Some(
             v.strip_prefix('"')
                 .and_then(|v| v.strip_suffix('"'))
@@ -483,6 +485,11 @@ mod tests {
         assert_eq!(got, ["first", "second"]);
         assert_eq!(cookie_values("", "sessionid").count(), 0);
         assert_eq!(cookie_values(";;=;sessionid", "sessionid").count(), 0);
+        // Only space and tab are optional white space.
+        assert_eq!(
+            cookie_values("sessionid=\x0ckey", "sessionid").collect::<Vec<_>>(),
+            ["\x0ckey"]
+        );
     }
 
     #[test]

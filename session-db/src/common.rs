@@ -39,6 +39,16 @@ pub struct ClearStats {
 pub(crate) struct Settings {
     pub(crate) clear_batch_size: NonZeroU32,
     pub(crate) acquire_timeout: Duration,
+    pub(crate) operation_timeout: Option<Duration>,
+}
+
+impl Settings {
+    /// The deadline of one operation: as configured, or twice the acquire timeout (a
+    /// connection, then the statement).
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
+            .unwrap_or_else(|| self.acquire_timeout.saturating_mul(2))
+    }
 }
 
 impl Default for Settings {
@@ -46,6 +56,7 @@ impl Default for Settings {
         Self {
             clear_batch_size: DEFAULT_CLEAR_BATCH_SIZE,
             acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+            operation_timeout: None,
         }
     }
 }
@@ -96,6 +107,67 @@ pub(crate) fn decode_row(
         }
     }
 }
+
+/// Runs `op` within `limit`, or fails with [`Error::Timeout`].
+///
+/// The pool's acquire timeout bounds only the wait for a connection; a statement already
+/// sent to a server that stops answering would otherwise wait as long as the kernel keeps
+/// the connection open. Dropping the future drops the connection with it.
+pub(crate) async fn deadline<T>(
+    store: &'static str,
+    limit: Duration,
+    op: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    match tokio::time::timeout(limit, op).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::Timeout {
+            store,
+            after: limit,
+        }),
+    }
+}
+
+/// Implements [`session_core::Store`] for a store type by running each of its `run_*`
+/// operations within the configured operation deadline.
+macro_rules! store_with_deadline {
+    ($ty:ty) => {
+        #[async_trait]
+        impl Store for $ty {
+            async fn create(&self, record: &Record) -> Result<SessionKey> {
+                let limit = self.settings.operation_timeout();
+                crate::common::deadline(STORE, limit, self.run_create(record)).await
+            }
+            async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+                let limit = self.settings.operation_timeout();
+                crate::common::deadline(STORE, limit, self.run_load(key)).await
+            }
+            async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
+                let limit = self.settings.operation_timeout();
+                crate::common::deadline(STORE, limit, self.run_save(key, record)).await
+            }
+            async fn touch(
+                &self,
+                key: &SessionKey,
+                expires_at: OffsetDateTime,
+            ) -> Result<SessionKey> {
+                let limit = self.settings.operation_timeout();
+                crate::common::deadline(STORE, limit, self.run_touch(key, expires_at)).await
+            }
+            async fn delete(&self, key: &SessionKey) -> Result<()> {
+                let limit = self.settings.operation_timeout();
+                crate::common::deadline(STORE, limit, self.run_delete(key)).await
+            }
+            async fn clear_expired(&self) -> Result<u64> {
+                // Bounded statement by statement, inside.
+                self.run_clear_expired().await
+            }
+            fn capabilities(&self) -> Capabilities {
+                Capabilities::server_side()
+            }
+        }
+    };
+}
+pub(crate) use store_with_deadline;
 
 /// Maps a driver error to [`Error::Backend`], keeping it as the source.
 pub(crate) fn backend(store: &'static str) -> impl Fn(sqlx::Error) -> Error {

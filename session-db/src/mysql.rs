@@ -171,12 +171,15 @@ impl MySqlStore {
         let batch = self.settings.clear_batch_size.get();
         let mut stats = ClearStats::default();
         loop {
-            let removed = sqlx::query(sql(&self.sql.clear_batch))
+            let statement = sqlx::query(sql(&self.sql.clear_batch))
                 .bind(now)
                 .bind(i64::from(batch))
-                .execute(&self.pool)
-                .await
-                .map_err(backend(STORE))?
+                .execute(&self.pool);
+            let removed =
+                crate::common::deadline(STORE, self.settings.operation_timeout(), async {
+                    statement.await.map_err(backend(STORE))
+                })
+                .await?
                 .rows_affected();
             stats.removed += removed;
             stats.statements += 1;
@@ -224,6 +227,15 @@ impl MySqlStoreBuilder {
     /// [`Error::Backend`] after this long.
     pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
         self.settings.acquire_timeout = timeout;
+        self
+    }
+
+    /// The time limit of one operation, waiting for a connection included (default: twice
+    /// the acquire timeout). A server that stops answering mid-statement (frozen, cut off
+    /// without a reset) then fails the operation with [`Error::Timeout`] instead of hanging;
+    /// `clear_expired` applies it to each of its batch statements.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.operation_timeout = Some(timeout);
         self
     }
 
@@ -275,9 +287,9 @@ impl MySqlStoreBuilder {
     }
 }
 
-#[async_trait]
-impl Store for MySqlStore {
-    async fn create(&self, record: &Record) -> Result<SessionKey> {
+/// The operations, unbounded in time; [`Store`] wraps each in the operation deadline.
+impl MySqlStore {
+    async fn run_create(&self, record: &Record) -> Result<SessionKey> {
         let payload = record.encode_payload()?;
         for _ in 0..CREATE_ATTEMPTS {
             let key = SessionKey::generate();
@@ -301,7 +313,7 @@ impl Store for MySqlStore {
         ))
     }
 
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+    async fn run_load(&self, key: &SessionKey) -> Result<Option<Record>> {
         if !key.is_generated_shape() {
             return Ok(None);
         }
@@ -339,7 +351,7 @@ impl Store for MySqlStore {
         Ok(decoded)
     }
 
-    async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
+    async fn run_save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
         key.require_generated_shape()?;
         let payload = record.encode_payload()?;
         let now = utc_datetime(OffsetDateTime::now_utc());
@@ -371,7 +383,7 @@ impl Store for MySqlStore {
         })
     }
 
-    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
+    async fn run_touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
         key.require_generated_shape()?;
         let mut id = [0u8; 64];
         let updated = sqlx::query(sql(&self.sql.touch))
@@ -388,7 +400,7 @@ impl Store for MySqlStore {
         Ok(key.clone())
     }
 
-    async fn delete(&self, key: &SessionKey) -> Result<()> {
+    async fn run_delete(&self, key: &SessionKey) -> Result<()> {
         if !key.is_generated_shape() {
             return Ok(());
         }
@@ -401,14 +413,12 @@ impl Store for MySqlStore {
         Ok(())
     }
 
-    async fn clear_expired(&self) -> Result<u64> {
+    async fn run_clear_expired(&self) -> Result<u64> {
         Ok(self.clear_expired_in_batches().await?.removed)
     }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::server_side()
-    }
 }
+
+crate::common::store_with_deadline!(MySqlStore);
 
 /// The UTC wall-clock time of `at`, as the `DATETIME(6)` column holds it.
 fn utc_datetime(at: OffsetDateTime) -> PrimitiveDateTime {

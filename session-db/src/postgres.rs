@@ -162,12 +162,15 @@ impl PostgresStore {
         let batch = self.settings.clear_batch_size.get();
         let mut stats = ClearStats::default();
         loop {
-            let removed = sqlx::query(sql(&self.sql.clear_batch))
+            let statement = sqlx::query(sql(&self.sql.clear_batch))
                 .bind(now)
                 .bind(i64::from(batch))
-                .execute(&self.pool)
-                .await
-                .map_err(backend(STORE))?
+                .execute(&self.pool);
+            let removed =
+                crate::common::deadline(STORE, self.settings.operation_timeout(), async {
+                    statement.await.map_err(backend(STORE))
+                })
+                .await?
                 .rows_affected();
             stats.removed += removed;
             stats.statements += 1;
@@ -226,6 +229,15 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// The time limit of one operation, waiting for a connection included (default: twice
+    /// the acquire timeout). A server that stops answering mid-statement (frozen, cut off
+    /// without a reset) then fails the operation with [`Error::Timeout`] instead of hanging;
+    /// `clear_expired` applies it to each of its batch statements.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.operation_timeout = Some(timeout);
+        self
+    }
+
     /// A store on an existing pool; the pool's own settings apply.
     #[must_use]
     pub fn build(self, pool: PgPool) -> PostgresStore {
@@ -278,9 +290,9 @@ impl PostgresStoreBuilder {
     }
 }
 
-#[async_trait]
-impl Store for PostgresStore {
-    async fn create(&self, record: &Record) -> Result<SessionKey> {
+/// The operations, unbounded in time; [`Store`] wraps each in the operation deadline.
+impl PostgresStore {
+    async fn run_create(&self, record: &Record) -> Result<SessionKey> {
         let payload = record.encode_payload()?;
         for _ in 0..CREATE_ATTEMPTS {
             let key = SessionKey::generate();
@@ -303,7 +315,7 @@ impl Store for PostgresStore {
         ))
     }
 
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+    async fn run_load(&self, key: &SessionKey) -> Result<Option<Record>> {
         if !key.is_generated_shape() {
             return Ok(None);
         }
@@ -335,7 +347,7 @@ impl Store for PostgresStore {
         Ok(decoded)
     }
 
-    async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
+    async fn run_save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
         key.require_generated_shape()?;
         let payload = record.encode_payload()?;
         let now = OffsetDateTime::now_utc();
@@ -367,7 +379,7 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
+    async fn run_touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
         key.require_generated_shape()?;
         let mut id = [0u8; 64];
         let updated = sqlx::query(sql(&self.sql.touch))
@@ -384,7 +396,7 @@ impl Store for PostgresStore {
         Ok(key.clone())
     }
 
-    async fn delete(&self, key: &SessionKey) -> Result<()> {
+    async fn run_delete(&self, key: &SessionKey) -> Result<()> {
         if !key.is_generated_shape() {
             return Ok(());
         }
@@ -397,11 +409,9 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn clear_expired(&self) -> Result<u64> {
+    async fn run_clear_expired(&self) -> Result<u64> {
         Ok(self.clear_expired_in_batches().await?.removed)
     }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::server_side()
-    }
 }
+
+crate::common::store_with_deadline!(PostgresStore);

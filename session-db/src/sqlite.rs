@@ -141,12 +141,15 @@ impl SqliteStore {
         let batch = self.settings.clear_batch_size.get();
         let mut stats = ClearStats::default();
         loop {
-            let removed = sqlx::query(sql(&self.sql.clear_batch))
+            let statement = sqlx::query(sql(&self.sql.clear_batch))
                 .bind(now)
                 .bind(i64::from(batch))
-                .execute(&self.pool)
-                .await
-                .map_err(backend(STORE))?
+                .execute(&self.pool);
+            let removed =
+                crate::common::deadline(STORE, self.settings.operation_timeout(), async {
+                    statement.await.map_err(backend(STORE))
+                })
+                .await?
                 .rows_affected();
             stats.removed += removed;
             stats.statements += 1;
@@ -193,6 +196,15 @@ impl SqliteStoreBuilder {
     /// the same value.
     pub fn with_acquire_timeout(mut self, timeout: Duration) -> Self {
         self.settings.acquire_timeout = timeout;
+        self
+    }
+
+    /// The time limit of one operation, waiting for a connection included (default: twice
+    /// the acquire timeout). A server that stops answering mid-statement (frozen, cut off
+    /// without a reset) then fails the operation with [`Error::Timeout`] instead of hanging;
+    /// `clear_expired` applies it to each of its batch statements.
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.operation_timeout = Some(timeout);
         self
     }
 
@@ -262,9 +274,9 @@ impl SqliteStoreBuilder {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
-    async fn create(&self, record: &Record) -> Result<SessionKey> {
+/// The operations, unbounded in time; [`Store`] wraps each in the operation deadline.
+impl SqliteStore {
+    async fn run_create(&self, record: &Record) -> Result<SessionKey> {
         let payload = record.encode_payload()?;
         let expires_at = unix_millis(record.expires_at);
         for _ in 0..CREATE_ATTEMPTS {
@@ -288,7 +300,7 @@ impl Store for SqliteStore {
         ))
     }
 
-    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+    async fn run_load(&self, key: &SessionKey) -> Result<Option<Record>> {
         if !key.is_generated_shape() {
             return Ok(None);
         }
@@ -321,7 +333,7 @@ impl Store for SqliteStore {
         Ok(decoded)
     }
 
-    async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
+    async fn run_save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
         key.require_generated_shape()?;
         let payload = record.encode_payload()?;
         let now = unix_millis(OffsetDateTime::now_utc());
@@ -353,7 +365,7 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
+    async fn run_touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
         key.require_generated_shape()?;
         let mut id = [0u8; 64];
         let updated = sqlx::query(sql(&self.sql.touch))
@@ -370,7 +382,7 @@ impl Store for SqliteStore {
         Ok(key.clone())
     }
 
-    async fn delete(&self, key: &SessionKey) -> Result<()> {
+    async fn run_delete(&self, key: &SessionKey) -> Result<()> {
         if !key.is_generated_shape() {
             return Ok(());
         }
@@ -383,11 +395,9 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn clear_expired(&self) -> Result<u64> {
+    async fn run_clear_expired(&self) -> Result<u64> {
         Ok(self.clear_expired_in_batches().await?.removed)
     }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::server_side()
-    }
 }
+
+crate::common::store_with_deadline!(SqliteStore);
