@@ -18,6 +18,4 @@ cd "$(dirname "$0")/.."
 export SESSION_TEST_POSTGRES_URL=${SESSION_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 export SESSION_TEST_REDIS_URL=${SESSION_TEST_REDIS_URL:-redis://127.0.0.1:6379/}
 cargo test -p session-faults -- --include-ignored
-# The short load check runs in the test profile (already built); the figures in
-# BENCHMARKS.md come from a 60 s release run (see session-faults/LOAD.md).
-LOAD_SECONDS=${LOAD_SECONDS:-5} cargo run ${LOAD_PROFILE:-} -p session-faults --example load -- sqlite postgres redis
+LOAD_SECONDS=${LOAD_SECONDS:-60} cargo run --release -p session-faults --example load -- sqlite postgres redis

@@ -162,11 +162,19 @@ async fn main() {
     if stores.is_empty() {
         stores = vec!["sqlite".into(), "postgres".into(), "redis".into()];
     }
+    if !run_all(&stores, seconds, clients).await {
+        std::process::exit(1);
+    }
+}
+
+/// Runs the load against each named store (`sqlite`, `postgres`, `redis`) in turn; true
+/// when every run had no error and every visit counter matched.
+pub(crate) async fn run_all(stores: &[String], seconds: u64, clients: u64) -> bool {
     // One name for this run's table and key prefix.
     let tag = format!("load_{}", &SessionKey::generate().as_str()[..10]);
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut all_ok = true;
-    for store in &stores {
+    for store in stores {
         let ok = match store.as_str() {
             "sqlite" => {
                 let path = tmp.path().join("sessions.sqlite3");
@@ -202,9 +210,7 @@ async fn main() {
         };
         all_ok &= ok;
     }
-    if !all_ok {
-        std::process::exit(1);
-    }
+    all_ok
 }
 
 async fn drop_table(url: &str, table: &str) {
