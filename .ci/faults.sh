@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The fault-injection suites of session-faults, then the load test in short mode.
+# The fault-injection suites of session-faults, then the full load test (60 s a store).
 #
 # - tests/servers.rs: private redis-server, PostgreSQL (initdb/postgres as the `postgres`
 #   user) and MariaDB (mariadb-install-db/mariadbd) on spare loopback ports, killed and
@@ -7,7 +7,7 @@
 # - tests/file_faults.rs: file store with failures after every write step, a simulated
 #   and a real full disk, a read-only mount (tmpfs: needs root);
 # - tests/file_crash.rs: the writing process aborted after every write step;
-# - examples/load.rs: the demo under 64 clients for LOAD_SECONDS (default here 5) against
+# - examples/load.rs: the demo under 64 clients for LOAD_SECONDS (default 60) against
 #   SQLite, PostgreSQL (SESSION_TEST_POSTGRES_URL) and Redis (SESSION_TEST_REDIS_URL).
 #
 # Known findings skipped unless FAULTS_KNOWN_FINDINGS=1: an operation of PostgresStore or
