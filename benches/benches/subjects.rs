@@ -399,7 +399,13 @@ macro_rules! raw_sql {
 
 raw_sql!(RawSqlite, sqlx::SqlitePool, "sqlite", sqlite_time, i64);
 raw_sql!(RawPg, sqlx::PgPool, "postgres", pg_time, OffsetDateTime);
-raw_sql!(RawMySql, sqlx::MySqlPool, "mysql", mysql_time, PrimitiveDateTime);
+raw_sql!(
+    RawMySql,
+    sqlx::MySqlPool,
+    "mysql",
+    mysql_time,
+    PrimitiveDateTime
+);
 
 /// Raw redis on one multiplexed connection: `SET … PX … NX`, `GET`, `EVALSHA` (a
 /// compare-and-set script and an expiry script), `DEL`.
@@ -791,10 +797,7 @@ macro_rules! actix_peer {
             }
             async fn touch(&self, h: &mut Self::H) {
                 use actix_session::storage::SessionStore as _;
-                self.store
-                    .update_ttl(h, &actix_ttl())
-                    .await
-                    .expect("touch");
+                self.store.update_ttl(h, &actix_ttl()).await.expect("touch");
             }
             async fn delete(&self, h: Self::H) {
                 use actix_session::storage::SessionStore as _;
@@ -884,7 +887,9 @@ async fn postgres(
 pub(crate) struct RawPgTable(String);
 
 async fn peer_pg(url: &str) -> tower_sessions_sqlx_store::PostgresStore {
-    let pool = sqlx_08::PgPool::connect(url).await.expect("postgres (sqlx 0.8)");
+    let pool = sqlx_08::PgPool::connect(url)
+        .await
+        .expect("postgres (sqlx 0.8)");
     let store = tower_sessions_sqlx_store::PostgresStore::new(pool.clone());
     store.migrate().await.expect("migrate");
     sqlx_08::query("DELETE FROM tower_sessions.session")
@@ -914,26 +919,46 @@ pub(crate) async fn build(store: &str) -> Option<Vec<(Size, Subjects)>> {
     match store {
         "memory" => {
             for size in Size::ALL {
-                push(&mut out, size, vec![
-                    ("ours", runner(Ours::new(Arc::new(MemoryStore::new()), size))),
-                    ("raw", runner(RawMemory::new(size))),
-                    ("tower-sessions", runner(TowerSessions15::new(
-                        tower_sessions::MemoryStore::default(),
-                        size,
-                    ))),
-                ]);
+                push(
+                    &mut out,
+                    size,
+                    vec![
+                        (
+                            "ours",
+                            runner(Ours::new(Arc::new(MemoryStore::new()), size)),
+                        ),
+                        ("raw", runner(RawMemory::new(size))),
+                        (
+                            "tower-sessions",
+                            runner(TowerSessions15::new(
+                                tower_sessions::MemoryStore::default(),
+                                size,
+                            )),
+                        ),
+                    ],
+                );
             }
         }
         "moka" => {
             for size in Size::ALL {
-                push(&mut out, size, vec![
-                    ("ours", runner(Ours::new(session_cache::MokaStore::new(), size))),
-                    ("raw", runner(RawMoka::new(size))),
-                    ("tower-sessions-moka-store", runner(TowerSessions14::new(
-                        tower_sessions_moka_store::MokaStore::new(Some(1 << 20)),
-                        size,
-                    ))),
-                ]);
+                push(
+                    &mut out,
+                    size,
+                    vec![
+                        (
+                            "ours",
+                            runner(Ours::new(session_cache::MokaStore::new(), size)),
+                        ),
+                        ("raw", runner(RawMoka::new(size))),
+                        (
+                            "tower-sessions-moka-store",
+                            runner(TowerSessions14::new(
+                                tower_sessions_moka_store::MokaStore::new(Some(1 << 20)),
+                                size,
+                            )),
+                        ),
+                    ],
+                );
             }
         }
         "sqlite-file" | "sqlite-mem" => {
@@ -945,10 +970,17 @@ pub(crate) async fn build(store: &str) -> Option<Vec<(Size, Subjects)>> {
             };
             let (ours, pool) = sqlite_stores(&url).await;
             for size in Size::ALL {
-                push(&mut out, size, vec![
-                    ("ours", runner(Ours::new(Arc::clone(&ours), size))),
-                    ("raw", runner(RawSqlite::new(pool.clone(), "bench_raw", size))),
-                ]);
+                push(
+                    &mut out,
+                    size,
+                    vec![
+                        ("ours", runner(Ours::new(Arc::clone(&ours), size))),
+                        (
+                            "raw",
+                            runner(RawSqlite::new(pool.clone(), "bench_raw", size)),
+                        ),
+                    ],
+                );
             }
         }
         "postgres" => {
@@ -956,14 +988,18 @@ pub(crate) async fn build(store: &str) -> Option<Vec<(Size, Subjects)>> {
             let (ours, pool, raw) = postgres(&url, "bench_ours").await;
             let peer = peer_pg(&url).await;
             for size in Size::ALL {
-                push(&mut out, size, vec![
-                    ("ours", runner(Ours::new(Arc::clone(&ours), size))),
-                    ("raw", runner(RawPg::new(pool.clone(), &raw.0, size))),
-                    ("tower-sessions-sqlx-store", runner(TowerSessions14::new(
-                        peer.clone(),
-                        size,
-                    ))),
-                ]);
+                push(
+                    &mut out,
+                    size,
+                    vec![
+                        ("ours", runner(Ours::new(Arc::clone(&ours), size))),
+                        ("raw", runner(RawPg::new(pool.clone(), &raw.0, size))),
+                        (
+                            "tower-sessions-sqlx-store",
+                            runner(TowerSessions14::new(peer.clone(), size)),
+                        ),
+                    ],
+                );
             }
         }
         "mysql" => {
@@ -993,14 +1029,21 @@ pub(crate) async fn build(store: &str) -> Option<Vec<(Size, Subjects)>> {
                 .expect("clear");
             let ours = Arc::new(ours);
             for size in Size::ALL {
-                push(&mut out, size, vec![
-                    ("ours", runner(Ours::new(Arc::clone(&ours), size))),
-                    ("raw", runner(RawMySql::new(pool.clone(), "bench_raw", size))),
-                    ("tower-sessions-sqlx-store", runner(TowerSessions14::new(
-                        peer.clone(),
-                        size,
-                    ))),
-                ]);
+                push(
+                    &mut out,
+                    size,
+                    vec![
+                        ("ours", runner(Ours::new(Arc::clone(&ours), size))),
+                        (
+                            "raw",
+                            runner(RawMySql::new(pool.clone(), "bench_raw", size)),
+                        ),
+                        (
+                            "tower-sessions-sqlx-store",
+                            runner(TowerSessions14::new(peer.clone(), size)),
+                        ),
+                    ],
+                );
             }
         }
         "redis" => {
@@ -1024,15 +1067,28 @@ pub(crate) async fn build(store: &str) -> Option<Vec<(Size, Subjects)>> {
             let ours = Arc::new(ours);
             let actix = Arc::new(actix);
             for size in Size::ALL {
-                push(&mut out, size, vec![
-                    ("ours", runner(Ours::new(Arc::clone(&ours), size))),
-                    ("raw", runner(RawRedis::new(conn.clone(), "bench:raw:", size))),
-                    ("tower-sessions-redis-store", runner(TowerSessions14::new(
-                        tower_sessions_redis_store::RedisStore::new(fred.clone()),
-                        size,
-                    ))),
-                    ("actix-session", runner(Actix::new(Arc::clone(&actix), size))),
-                ]);
+                push(
+                    &mut out,
+                    size,
+                    vec![
+                        ("ours", runner(Ours::new(Arc::clone(&ours), size))),
+                        (
+                            "raw",
+                            runner(RawRedis::new(conn.clone(), "bench:raw:", size)),
+                        ),
+                        (
+                            "tower-sessions-redis-store",
+                            runner(TowerSessions14::new(
+                                tower_sessions_redis_store::RedisStore::new(fred.clone()),
+                                size,
+                            )),
+                        ),
+                        (
+                            "actix-session",
+                            runner(Actix::new(Arc::clone(&actix), size)),
+                        ),
+                    ],
+                );
             }
         }
         "redis-cluster" => {
@@ -1050,10 +1106,17 @@ pub(crate) async fn build(store: &str) -> Option<Vec<(Size, Subjects)>> {
                 .expect("redis cluster");
             let ours = Arc::new(ours);
             for size in Size::ALL {
-                push(&mut out, size, vec![
-                    ("ours", runner(Ours::new(Arc::clone(&ours), size))),
-                    ("raw", runner(RawRedis::new(conn.clone(), "bench:raw:", size))),
-                ]);
+                push(
+                    &mut out,
+                    size,
+                    vec![
+                        ("ours", runner(Ours::new(Arc::clone(&ours), size))),
+                        (
+                            "raw",
+                            runner(RawRedis::new(conn.clone(), "bench:raw:", size)),
+                        ),
+                    ],
+                );
             }
         }
         "cached-moka-postgres" | "cached-redis-postgres" => {
@@ -1076,14 +1139,24 @@ pub(crate) async fn build(store: &str) -> Option<Vec<(Size, Subjects)>> {
                             tower_sessions_moka_store::MokaStore::new(Some(1 << 20)),
                             peer_db.clone(),
                         );
-                        push(&mut out, size, vec![
-                            ("ours", runner(Ours::new(ours, size))),
-                            ("raw", runner(RawCached::new(
-                                RawPg::new(pool.clone(), &raw_table.0, size),
-                                RawCache::Moka(RawMoka::new(size)),
-                            ))),
-                            ("tower-sessions-caching", runner(TowerSessions14::new(peer, size))),
-                        ]);
+                        push(
+                            &mut out,
+                            size,
+                            vec![
+                                ("ours", runner(Ours::new(ours, size))),
+                                (
+                                    "raw",
+                                    runner(RawCached::new(
+                                        RawPg::new(pool.clone(), &raw_table.0, size),
+                                        RawCache::Moka(RawMoka::new(size)),
+                                    )),
+                                ),
+                                (
+                                    "tower-sessions-caching",
+                                    runner(TowerSessions14::new(peer, size)),
+                                ),
+                            ],
+                        );
                     }
                 }
                 Some(url) => {
@@ -1104,14 +1177,28 @@ pub(crate) async fn build(store: &str) -> Option<Vec<(Size, Subjects)>> {
                             tower_sessions_redis_store::RedisStore::new(fred.clone()),
                             peer_db.clone(),
                         );
-                        push(&mut out, size, vec![
-                            ("ours", runner(Ours::new(ours, size))),
-                            ("raw", runner(RawCached::new(
-                                RawPg::new(pool.clone(), &raw_table.0, size),
-                                RawCache::Redis(RawRedis::new(conn.clone(), "bench:rawcached:", size)),
-                            ))),
-                            ("tower-sessions-caching", runner(TowerSessions14::new(peer, size))),
-                        ]);
+                        push(
+                            &mut out,
+                            size,
+                            vec![
+                                ("ours", runner(Ours::new(ours, size))),
+                                (
+                                    "raw",
+                                    runner(RawCached::new(
+                                        RawPg::new(pool.clone(), &raw_table.0, size),
+                                        RawCache::Redis(RawRedis::new(
+                                            conn.clone(),
+                                            "bench:rawcached:",
+                                            size,
+                                        )),
+                                    )),
+                                ),
+                                (
+                                    "tower-sessions-caching",
+                                    runner(TowerSessions14::new(peer, size)),
+                                ),
+                            ],
+                        );
                     }
                 }
             }
@@ -1121,10 +1208,14 @@ pub(crate) async fn build(store: &str) -> Option<Vec<(Size, Subjects)>> {
             let raw_dir = fresh_dir(&file_root().join("raw"));
             let ours = Arc::new(session_file::FileStore::open(&ours_dir).expect("file store"));
             for size in Size::ALL {
-                push(&mut out, size, vec![
-                    ("ours", runner(Ours::new(Arc::clone(&ours), size))),
-                    ("raw", runner(RawFile::new(raw_dir.clone(), size))),
-                ]);
+                push(
+                    &mut out,
+                    size,
+                    vec![
+                        ("ours", runner(Ours::new(Arc::clone(&ours), size))),
+                        ("raw", runner(RawFile::new(raw_dir.clone(), size))),
+                    ],
+                );
             }
         }
         "cookie-signed" | "cookie-encrypted" => {
@@ -1138,14 +1229,21 @@ pub(crate) async fn build(store: &str) -> Option<Vec<(Size, Subjects)>> {
             let ours = Arc::new(builder.build().expect("cookie store"));
             // A 10 KiB record does not fit in a cookie: 1 KiB only.
             let size = Size::K1;
-            push(&mut out, size, vec![
-                ("ours", runner(Ours::new(Arc::clone(&ours), size))),
-                ("raw", runner(RawCookie::new(encrypted, size))),
-                ("actix-session", runner(Actix::new(
-                    actix_session::storage::CookieSessionStore::default(),
-                    size,
-                ))),
-            ]);
+            push(
+                &mut out,
+                size,
+                vec![
+                    ("ours", runner(Ours::new(Arc::clone(&ours), size))),
+                    ("raw", runner(RawCookie::new(encrypted, size))),
+                    (
+                        "actix-session",
+                        runner(Actix::new(
+                            actix_session::storage::CookieSessionStore::default(),
+                            size,
+                        )),
+                    ),
+                ],
+            );
         }
         _ => return None,
     }
