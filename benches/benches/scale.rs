@@ -252,11 +252,11 @@ fn main() {
     let rt = common::runtime();
     let mut report = json!({ "quick": common::quick() });
     rt.block_on(async {
-        if common::selected("postgres") {
-            if let Some(v) = postgres().await {
-                eprintln!("scale postgres: {v}");
-                report["postgres"] = v;
-            }
+        if common::selected("postgres")
+            && let Some(v) = postgres().await
+        {
+            eprintln!("scale postgres: {v}");
+            report["postgres"] = v;
         }
         if common::selected("sqlite-file") {
             let v = sqlite().await;
