@@ -20,6 +20,12 @@ pub const DEFAULT_MOKA_CAPACITY_BYTES: u64 = 64 << 20;
 /// from the cache after this (about 100 years), which keeps moka's clock arithmetic in range.
 const LONGEST_KEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
+/// The cache key: a session key's own 32 bytes when the store serves as a [`Store`]
+/// (nothing leaves the process, and a SHA-256 per operation would cost more than the
+/// lookup), the [`StorageId`] bytes when it serves as a [`SessionCache`] under a
+/// `CachedStore` (which names sessions by storage id).
+type Id = [u8; 32];
+
 /// Sessions in a [`moka::future::Cache`] in this process: the fastest store, and the usual
 /// cache side of a [`CachedStore`](crate::CachedStore).
 ///
@@ -55,7 +61,7 @@ const LONGEST_KEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// ```
 #[derive(Clone)]
 pub struct MokaStore {
-    cache: Cache<StorageId, Slot, BuildHasherDefault<IdHasher>>,
+    cache: Cache<Id, Slot, BuildHasherDefault<IdHasher>>,
     capacity_bytes: u64,
 }
 
@@ -71,7 +77,7 @@ impl MokaStore {
     pub fn with_capacity_bytes(capacity_bytes: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(capacity_bytes)
-            .weigher(|_id: &StorageId, slot: &Slot| slot.weight())
+            .weigher(|_id: &Id, slot: &Slot| slot.weight())
             .expire_after(SlotExpiry)
             .build_with_hasher(BuildHasherDefault::default());
         Self {
@@ -191,17 +197,32 @@ impl std::fmt::Debug for MokaStore {
     }
 }
 
+impl MokaStore {
+    /// The live record under `id`, if any.
+    async fn live(&self, id: &Id) -> Option<Record> {
+        let now = OffsetDateTime::now_utc();
+        // The owned slot moka hands out is the copy: move its record out, no second clone.
+        match self.cache.get(id).await {
+            Some(Slot::Live { record, .. }) if !record.is_expired_at(now) => Some(record),
+            _ => None,
+        }
+    }
+}
+
 #[async_trait]
 impl Store for MokaStore {
     async fn create(&self, record: &Record) -> Result<SessionKey> {
         let slot = self.live_slot(record, 1)?;
         loop {
             let key = SessionKey::generate();
+            let Some(id) = key.generated_bytes() else {
+                continue;
+            };
             let now = OffsetDateTime::now_utc();
             let candidate = slot.clone();
             let done = self
                 .cache
-                .entry(key.storage_id())
+                .entry(id)
                 .and_compute_with(|cur| {
                     ready(match cur {
                         Some(e) if e.value().live_record(now).is_some() => Op::Nop,
@@ -216,19 +237,19 @@ impl Store for MokaStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        if !key.is_generated_shape() {
-            return Ok(None);
+        match key.generated_bytes() {
+            Some(id) => Ok(self.live(&id).await),
+            None => Ok(None),
         }
-        self.get(&key.storage_id()).await
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
-        key.require_generated_shape()?;
+        let id = key.generated_bytes().ok_or(Error::InvalidKey)?;
         let slot = self.live_slot(record, record.version + 1)?;
         let now = OffsetDateTime::now_utc();
         let done = self
             .cache
-            .entry(key.storage_id())
+            .entry(id)
             .and_compute_with(|cur| {
                 ready(match cur {
                     Some(e)
@@ -252,11 +273,11 @@ impl Store for MokaStore {
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
-        key.require_generated_shape()?;
+        let id = key.generated_bytes().ok_or(Error::InvalidKey)?;
         let now = OffsetDateTime::now_utc();
         let done = self
             .cache
-            .entry(key.storage_id())
+            .entry(id)
             .and_compute_with(|cur| {
                 ready(
                     match cur
@@ -276,12 +297,12 @@ impl Store for MokaStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
-        if key.is_generated_shape() {
+        if let Some(id) = key.generated_bytes() {
             // Through the entry API, not `invalidate`: only compute calls are serialized per
             // key, so a `save` that saw the entry live could otherwise put it back after the
             // delete (a logout undone by a racing request).
             self.cache
-                .entry(key.storage_id())
+                .entry(id)
                 .and_compute_with(|cur| {
                     ready(match cur {
                         Some(_) => Op::Remove,
@@ -308,12 +329,7 @@ impl Store for MokaStore {
 #[async_trait]
 impl SessionCache for MokaStore {
     async fn get(&self, id: &StorageId) -> Result<Option<Record>> {
-        let now = OffsetDateTime::now_utc();
-        // The owned slot moka hands out is the copy: move its record out, no second clone.
-        Ok(match self.cache.get(id).await {
-            Some(Slot::Live { record, .. }) if !record.is_expired_at(now) => Some(record),
-            _ => None,
-        })
+        Ok(self.live(id.as_bytes()).await)
     }
 
     async fn put_if_newer(&self, id: &StorageId, record: &Record) -> Result<bool> {
@@ -322,7 +338,7 @@ impl SessionCache for MokaStore {
         let slot = self.live_slot(record, record.version).ok();
         let done = self
             .cache
-            .entry(*id)
+            .entry(*id.as_bytes())
             .and_compute_with(|cur| {
                 let cur = cur.as_ref().map(moka::Entry::value);
                 ready(match (cur, slot) {
@@ -350,7 +366,7 @@ impl SessionCache for MokaStore {
         let now = OffsetDateTime::now_utc();
         let done = self
             .cache
-            .entry(*id)
+            .entry(*id.as_bytes())
             .and_compute_with(|cur| {
                 let moved = cur.as_ref().and_then(|e| match e.value() {
                     Slot::Live { record, .. } if record.expires_at <= expires_at => {
@@ -366,7 +382,9 @@ impl SessionCache for MokaStore {
 
     async fn tombstone(&self, id: &StorageId, ttl: Duration) -> Result<()> {
         let until = OffsetDateTime::now_utc() + ttl;
-        self.cache.insert(*id, Slot::Tombstone { until }).await;
+        self.cache
+            .insert(*id.as_bytes(), Slot::Tombstone { until })
+            .await;
         Ok(())
     }
 }
@@ -428,14 +446,14 @@ impl Slot {
 /// Per-entry expiry: every entry leaves at its own deadline, recomputed on each write.
 struct SlotExpiry;
 
-impl moka::Expiry<StorageId, Slot> for SlotExpiry {
-    fn expire_after_create(&self, _: &StorageId, slot: &Slot, _: Instant) -> Option<Duration> {
+impl moka::Expiry<Id, Slot> for SlotExpiry {
+    fn expire_after_create(&self, _: &Id, slot: &Slot, _: Instant) -> Option<Duration> {
         Some(slot.remaining())
     }
 
     fn expire_after_update(
         &self,
-        _: &StorageId,
+        _: &Id,
         slot: &Slot,
         _: Instant,
         _: Option<Duration>,
@@ -444,24 +462,28 @@ impl moka::Expiry<StorageId, Slot> for SlotExpiry {
     }
 }
 
-/// Hashes a [`StorageId`] by taking its first eight bytes.
-///
-/// A storage id is already a SHA-256 digest, so its bytes are uniformly distributed and
-/// re-hashing them with SipHash buys nothing. Only server-generated keys are ever inserted,
-/// so a client cannot choose ids that pile into one bucket.
+/// Hashes an [`Id`] (random bytes: a generated key or a SHA-256 digest) by folding its
+/// 8-byte words with a multiply and finishing with SplitMix64's mixer, which spreads a key
+/// of 36 letters and digits over every bit. SipHash's keyed protection buys nothing here:
+/// only server-generated keys are ever inserted, so a client cannot choose ids that pile
+/// into one bucket.
 #[derive(Default)]
 struct IdHasher(u64);
 
 impl Hasher for IdHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut word = [0u8; 8];
-        let n = bytes.len().min(8);
-        word[..n].copy_from_slice(&bytes[..n]);
-        self.0 = self.0.rotate_left(23) ^ u64::from_le_bytes(word);
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0 ^ u64::from_le_bytes(word)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        let mut x = self.0;
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
     }
 }
 
@@ -492,13 +514,21 @@ mod tests {
     }
 
     #[test]
-    fn id_hasher_spreads_ids() {
+    fn id_hasher_spreads_generated_keys_over_the_low_bits() {
         use std::hash::BuildHasher;
         let build = BuildHasherDefault::<IdHasher>::default();
-        let hash = |id: &StorageId| build.hash_one(id);
-        let a = SessionKey::generate().storage_id();
-        let b = SessionKey::generate().storage_id();
-        assert_ne!(hash(&a), hash(&b));
+        let hash = |id: &Id| build.hash_one(id);
+        let a = SessionKey::generate().generated_bytes().expect("generated");
         assert_eq!(hash(&a), hash(&a));
+        // Keys of 36 letters and digits still fill every one of 256 low-byte buckets.
+        let mut seen = [false; 256];
+        for _ in 0..4096 {
+            let id = SessionKey::generate().generated_bytes().expect("generated");
+            seen[usize::from(hash(&id).to_le_bytes()[0])] = true;
+        }
+        assert!(
+            seen.iter().all(|s| *s),
+            "some low-byte buckets were never hit"
+        );
     }
 }

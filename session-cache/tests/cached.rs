@@ -16,19 +16,19 @@ use session_core::{
     Capabilities, Data, Error, MemoryStore, Record, Result, SessionKey, StorageId, Store,
     async_trait,
 };
-use session_db::sqlx;
 use session_db::{SqliteStore, TableName};
 use time::OffsetDateTime;
 
-/// One shared in-memory SQLite database for this test binary; a namespace is a table.
-const SQLITE_URL: &str = "sqlite:file:session_cache_tests?mode=memory&cache=shared";
-
+/// A named in-memory SQLite database per namespace: two handles on one namespace share it,
+/// and tests never contend for one database's schema lock (shared-cache table locks are
+/// not covered by the busy timeout). It lives as long as a handle on it is open.
 async fn sqlite(ns: &str) -> SqliteStore {
+    let url = format!("sqlite:file:session_cache_{ns}?mode=memory&cache=shared");
     let store = SqliteStore::builder()
         .with_table_name(TableName::new(ns).expect("a valid table name"))
-        .connect(SQLITE_URL)
+        .connect(&url)
         .await
-        .unwrap_or_else(|e| panic!("cannot open {SQLITE_URL}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
     store.migrate().await.expect("migrate");
     store
 }
@@ -50,14 +50,6 @@ struct CachedSqlite;
 impl Factory for CachedSqlite {
     async fn open(&self, ns: &str) -> Arc<dyn Store> {
         Arc::new(CachedStore::new(moka(ns), sqlite(ns).await))
-    }
-    async fn cleanup(&self, ns: &str) {
-        let store = sqlite(ns).await;
-        let sql = format!("DROP TABLE IF EXISTS \"{}\"", store.table_name());
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .execute(store.pool())
-            .await
-            .expect("drop table");
     }
 }
 

@@ -79,10 +79,19 @@ impl SessionKey {
     ///
     /// [`Error::InvalidKey`] for empty, over-long or non-cookie-safe input.
     pub fn parse(value: &str) -> Result<Self> {
-        if value.is_empty() || value.len() > MAX_KEY_LEN || !value.bytes().all(is_cookie_octet) {
-            return Err(Error::InvalidKey);
-        }
+        check_cookie_value(value)?;
         Ok(Self(value.into()))
+    }
+
+    /// Like [`parse`](Self::parse), keeping `value`'s allocation (for a store that has just
+    /// built a token, such as a cookie store).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKey`] for empty, over-long or non-cookie-safe input.
+    pub fn parse_owned(value: String) -> Result<Self> {
+        check_cookie_value(&value)?;
+        Ok(Self(value.into_boxed_str()))
     }
 
     /// Whether the key has the shape [`generate`](Self::generate) produces: exactly 32
@@ -97,6 +106,20 @@ impl SessionKey {
                 .0
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    }
+
+    /// The 32 bytes of a key of the generated shape, `None` for any other key.
+    ///
+    /// For stores that keep sessions only in this process's memory: they may index by the
+    /// key itself (nothing is persisted, and hashing it would cost more than the lookup).
+    /// Stores that persist anything use [`storage_id`](Self::storage_id).
+    #[must_use]
+    pub fn generated_bytes(&self) -> Option<[u8; GENERATED_KEY_LEN]> {
+        if self.is_generated_shape() {
+            self.0.as_bytes().try_into().ok()
+        } else {
+            None
+        }
     }
 
     /// Returns `Ok(())` for a key of the generated shape.
@@ -126,9 +149,26 @@ impl SessionKey {
     }
 }
 
-/// RFC 6265 `cookie-octet`.
-fn is_cookie_octet(b: u8) -> bool {
-    matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E)
+/// RFC 6265 `cookie-octet`, as a table: a cookie store validates kilobyte tokens on every
+/// request.
+const COOKIE_OCTET: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E);
+        b += 1;
+    }
+    table
+};
+
+fn check_cookie_value(value: &str) -> Result<()> {
+    if value.is_empty()
+        || value.len() > MAX_KEY_LEN
+        || !value.bytes().all(|b| COOKIE_OCTET[usize::from(b)])
+    {
+        return Err(Error::InvalidKey);
+    }
+    Ok(())
 }
 
 impl PartialEq for SessionKey {
@@ -256,6 +296,34 @@ mod tests {
         }
         assert!(SessionKey::parse(&"a".repeat(MAX_KEY_LEN)).is_ok());
         assert!(SessionKey::parse(&"a".repeat(MAX_KEY_LEN + 1)).is_err());
+        assert!(SessionKey::parse_owned("a;b".to_owned()).is_err());
+        let owned = SessionKey::parse_owned("tok-EN_1".to_owned()).expect("valid");
+        assert_eq!(owned.as_str(), "tok-EN_1");
+    }
+
+    #[test]
+    fn the_octet_table_is_rfc_6265() {
+        for b in 0u8..=255 {
+            let rfc = b == 0x21
+                || (0x23..=0x2B).contains(&b)
+                || (0x2D..=0x3A).contains(&b)
+                || (0x3C..=0x5B).contains(&b)
+                || (0x5D..=0x7E).contains(&b);
+            assert_eq!(COOKIE_OCTET[usize::from(b)], rfc, "byte {b:#x}");
+        }
+    }
+
+    #[test]
+    fn generated_bytes_only_for_the_generated_shape() {
+        let k = SessionKey::generate();
+        assert_eq!(
+            k.generated_bytes().map(|b| b.to_vec()),
+            Some(k.as_str().as_bytes().to_vec())
+        );
+        assert_eq!(
+            SessionKey::parse("abc").expect("valid").generated_bytes(),
+            None
+        );
     }
 
     #[test]

@@ -7,13 +7,17 @@ use std::sync::{Arc, PoisonError, RwLock};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::{Capabilities, Error, Record, Result, SessionKey, StorageId, Store};
+use crate::{Capabilities, Error, GENERATED_KEY_LEN, Record, Result, SessionKey, Store};
+
+/// The map key: a generated session key's own bytes (see [`SessionKey::generated_bytes`]).
+type Id = [u8; GENERATED_KEY_LEN];
 
 /// Sessions in a map behind a lock, in this process only.
 ///
 /// The reference implementation of [`Store`]: for tests, examples and single-process
 /// development. Clones share one map (a clone is a second handle on the same medium).
-/// Records are kept decoded, so `load` costs a lookup and a reference count.
+/// Records are kept decoded, so `load` costs a lookup and a reference count. Nothing leaves
+/// the process, so the map is indexed by the key itself rather than its SHA-256.
 ///
 /// # Examples
 ///
@@ -32,7 +36,7 @@ use crate::{Capabilities, Error, Record, Result, SessionKey, StorageId, Store};
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    map: Arc<RwLock<HashMap<StorageId, Record>>>,
+    map: Arc<RwLock<HashMap<Id, Record>>>,
 }
 
 impl MemoryStore {
@@ -56,18 +60,18 @@ impl MemoryStore {
 
     // A panic while holding the lock cannot leave a record half-written (every write is a
     // single map operation), so a poisoned lock is safe to keep using.
-    fn read<T>(&self, f: impl FnOnce(&HashMap<StorageId, Record>) -> T) -> T {
+    fn read<T>(&self, f: impl FnOnce(&HashMap<Id, Record>) -> T) -> T {
         f(&self.map.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut HashMap<StorageId, Record>) -> T) -> T {
+    fn write<T>(&self, f: impl FnOnce(&mut HashMap<Id, Record>) -> T) -> T {
         f(&mut self.map.write().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The live (unexpired) record under `id`, mutably.
     fn live<'m>(
-        map: &'m mut HashMap<StorageId, Record>,
-        id: &StorageId,
+        map: &'m mut HashMap<Id, Record>,
+        id: &Id,
         now: OffsetDateTime,
     ) -> Result<&'m mut Record> {
         match map.get_mut(id) {
@@ -91,7 +95,10 @@ impl Store for MemoryStore {
         let now = OffsetDateTime::now_utc();
         loop {
             let key = SessionKey::generate();
-            let stored = self.write(|map| match map.entry(key.storage_id()) {
+            let Some(id) = key.generated_bytes() else {
+                continue;
+            };
+            let stored = self.write(|map| match map.entry(id) {
                 Entry::Occupied(mut e) if e.get().is_expired_at(now) => {
                     e.insert(Record {
                         version: 1,
@@ -115,22 +122,18 @@ impl Store for MemoryStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        if !key.is_generated_shape() {
+        let Some(id) = key.generated_bytes() else {
             return Ok(None);
-        }
+        };
         let now = OffsetDateTime::now_utc();
-        Ok(self.read(|map| {
-            map.get(&key.storage_id())
-                .filter(|r| !r.is_expired_at(now))
-                .cloned()
-        }))
+        Ok(self.read(|map| map.get(&id).filter(|r| !r.is_expired_at(now)).cloned()))
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
-        key.require_generated_shape()?;
+        let id = key.generated_bytes().ok_or(Error::InvalidKey)?;
         let now = OffsetDateTime::now_utc();
         self.write(|map| {
-            let stored = Self::live(map, &key.storage_id(), now)?;
+            let stored = Self::live(map, &id, now)?;
             if stored.version != record.version {
                 return Err(Error::Conflict);
             }
@@ -144,18 +147,18 @@ impl Store for MemoryStore {
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
-        key.require_generated_shape()?;
+        let id = key.generated_bytes().ok_or(Error::InvalidKey)?;
         let now = OffsetDateTime::now_utc();
         self.write(|map| {
-            Self::live(map, &key.storage_id(), now)?.expires_at = expires_at;
+            Self::live(map, &id, now)?.expires_at = expires_at;
             Ok::<_, Error>(())
         })?;
         Ok(key.clone())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
-        if key.is_generated_shape() {
-            self.write(|map| map.remove(&key.storage_id()));
+        if let Some(id) = key.generated_bytes() {
+            self.write(|map| map.remove(&id));
         }
         Ok(())
     }

@@ -16,7 +16,9 @@ use crate::{Record, Result, SessionKey};
 ///   key that is not of the [generated shape](SessionKey::is_generated_shape): `load`
 ///   answers `None`, `delete` does nothing, `save` and `touch` fail with
 ///   [`Error::InvalidKey`](crate::Error::InvalidKey).
-/// - A server-side store MUST persist [`SessionKey::storage_id`], never the key itself.
+/// - A server-side store MUST persist [`SessionKey::storage_id`], never the key itself (a
+///   store that keeps sessions only in this process's memory may index by
+///   [`SessionKey::generated_bytes`] instead: nothing of it can leak as a dump).
 /// - A record whose `expires_at` has passed MUST behave exactly like an absent one.
 /// - A stored payload that cannot be decoded MUST load as `None` (the store logs it with
 ///   the hashed id and removes it); a medium that cannot be reached MUST be an

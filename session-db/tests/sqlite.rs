@@ -51,12 +51,24 @@ impl Factory for SqliteFactory {
     }
 }
 
+/// Drops the namespace's table. Every test of the process shares one in-memory database
+/// (shared cache), where a DROP waits for the schema lock other tests hold for a moment
+/// (SQLITE_LOCKED_SHAREDCACHE, which no busy timeout covers): retry while it says locked.
 async fn drop_table(store: &SqliteStore) {
     let sql = format!("DROP TABLE IF EXISTS \"{}\"", store.table_name());
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .execute(store.pool())
-        .await
-        .expect("drop table");
+    for _ in 0..100 {
+        match sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+            .execute(store.pool())
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if e.to_string().contains("locked") => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("drop table: {e}"),
+        }
+    }
+    panic!("drop table: the schema stayed locked for 2 s");
 }
 
 session_core::conformance_tests!(

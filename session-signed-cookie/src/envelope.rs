@@ -255,8 +255,7 @@ impl Codec {
                 raw.extend_from_slice(&tag);
             }
         }
-        let token = URL_SAFE_NO_PAD.encode(&raw);
-        SessionKey::parse(&token)
+        SessionKey::parse_owned(URL_SAFE_NO_PAD.encode(&raw))
     }
 
     /// Opens a token: `None` for anything this store did not issue, anything tampered
