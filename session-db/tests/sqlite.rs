@@ -13,15 +13,18 @@ use session_core::{Error, Store, async_trait, unix_millis};
 use session_db::{SqliteStore, TableName};
 use sqlx::{Column, Row};
 
-/// One named in-memory database shared by every store of this test binary: a namespace
-/// is a table in it, and two stores on one namespace share the data.
-const MEMORY_URL: &str = "sqlite:file:session_db_tests?mode=memory&cache=shared";
+/// A named in-memory database per namespace: two stores on one namespace share it, and
+/// tests never contend for one database's schema lock (shared-cache table locks are not
+/// covered by the busy timeout). It lives as long as a store on it is open.
+fn memory_url(ns: &str) -> String {
+    format!("sqlite:file:session_db_{ns}?mode=memory&cache=shared")
+}
 
 static DIR: LazyLock<tempfile::TempDir> =
     LazyLock::new(|| tempfile::tempdir().expect("a temporary directory"));
 
 /// One WAL database file in a temporary directory; a namespace is a table in it.
-fn file_url() -> String {
+fn file_url(_ns: &str) -> String {
     format!("sqlite://{}", DIR.path().join("sessions.db").display())
 }
 
@@ -36,17 +39,17 @@ async fn open(url: &str, table: &str) -> SqliteStore {
 }
 
 struct SqliteFactory {
-    url: fn() -> String,
+    url: fn(&str) -> String,
 }
 
 #[async_trait]
 impl Factory for SqliteFactory {
     async fn open(&self, ns: &str) -> Arc<dyn Store> {
-        Arc::new(open(&(self.url)(), ns).await)
+        Arc::new(open(&(self.url)(ns), ns).await)
     }
 
     async fn cleanup(&self, ns: &str) {
-        let store = open(&(self.url)(), ns).await;
+        let store = open(&(self.url)(ns), ns).await;
         drop_table(&store).await;
     }
 }
@@ -71,17 +74,12 @@ async fn drop_table(store: &SqliteStore) {
     panic!("drop table: the schema stayed locked for 2 s");
 }
 
-session_core::conformance_tests!(
-    sqlite_memory,
-    SqliteFactory {
-        url: || MEMORY_URL.to_owned()
-    }
-);
+session_core::conformance_tests!(sqlite_memory, SqliteFactory { url: memory_url });
 
 session_core::conformance_tests!(sqlite_file_wal, SqliteFactory { url: file_url });
 
 async fn file_store() -> SqliteStore {
-    open(&file_url(), &fresh_table("t")).await
+    open(&file_url(""), &fresh_table("t")).await
 }
 
 #[tokio::test]
@@ -191,7 +189,7 @@ async fn garbage_payload_loads_as_none_and_is_removed() {
 #[tokio::test]
 async fn migrate_twice_and_concurrently() {
     let table = fresh_table("m");
-    let a = open(&file_url(), &table).await;
+    let a = open(&file_url(""), &table).await;
     a.migrate().await.expect("second migrate");
     let key = a.create(&record("kept")).await.expect("create");
     a.migrate().await.expect("third migrate");
@@ -203,12 +201,12 @@ async fn migrate_twice_and_concurrently() {
     let fresh = fresh_table("m");
     let b = SqliteStore::builder()
         .with_table_name(TableName::new(&fresh).expect("valid"))
-        .connect(&file_url())
+        .connect(&file_url(""))
         .await
         .expect("open");
     let c = SqliteStore::builder()
         .with_table_name(TableName::new(&fresh).expect("valid"))
-        .connect(&file_url())
+        .connect(&file_url(""))
         .await
         .expect("open");
     let (rb, rc) = tokio::join!(b.migrate(), c.migrate());
@@ -223,7 +221,7 @@ async fn migrate_twice_and_concurrently() {
 #[tokio::test]
 async fn two_tables_do_not_see_each_other() {
     let a = file_store().await;
-    let b = open(&file_url(), &fresh_table("t")).await;
+    let b = open(&file_url(""), &fresh_table("t")).await;
     check_tables_are_isolated(Arc::new(a.clone()), Arc::new(b.clone())).await;
     drop_table(&a).await;
     drop_table(&b).await;
@@ -278,7 +276,7 @@ async fn clear_batch_size_is_configurable() {
     let store = SqliteStore::builder()
         .with_table_name(TableName::new(&fresh_table("b")).expect("valid"))
         .with_clear_batch_size(NonZeroU32::new(3).expect("non-zero"))
-        .connect(&file_url())
+        .connect(&file_url(""))
         .await
         .expect("open");
     store.migrate().await.expect("migrate");
