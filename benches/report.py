@@ -315,6 +315,13 @@ def write(args):
             L.append(f"own estimate, what its byte bound counts); resident memory grew by")
             L.append(f"{m['rss_bytes_per_session']:.0f} bytes per session (RSS delta ÷ sessions, including allocator slack).")
             L.append("")
+    load = ROOT / "session-faults" / "LOAD.md"
+    if load.exists():
+        # The load test is a separate program (60 s a store); its own page keeps the
+        # figures of its last run, included here as they stand.
+        text = load.read_text().rstrip().replace("# Load test:", "## Load test:", 1)
+        L.append(text.replace("\n## ", "\n### "))
+        L.append("")
     L += targets(res, scale)
     notes = ROOT / "benches" / "analysis.md"
     if notes.exists():
