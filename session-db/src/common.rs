@@ -127,6 +127,68 @@ pub(crate) async fn deadline<T>(
     }
 }
 
+/// Runs `batch` (one `DELETE` of at most `clear_batch_size` expired rows) until a batch
+/// removes fewer rows than that, each statement within the operation deadline, so a large
+/// backlog never holds one long lock.
+pub(crate) async fn clear_in_batches<F, R>(
+    store: &'static str,
+    settings: &Settings,
+    mut batch: impl FnMut() -> F,
+) -> Result<ClearStats, Error>
+where
+    F: std::future::Future<Output = Result<R, sqlx::Error>>,
+    R: RowsAffected,
+{
+    let size = u64::from(settings.clear_batch_size.get());
+    let mut stats = ClearStats::default();
+    loop {
+        let statement = batch();
+        let removed = deadline(store, settings.operation_timeout(), async {
+            statement.await.map_err(backend(store))
+        })
+        .await?
+        .rows_affected();
+        stats.removed += removed;
+        stats.statements += 1;
+        if removed < size {
+            break;
+        }
+    }
+    tracing::debug!(
+        store,
+        removed = stats.removed,
+        statements = stats.statements,
+        "cleared expired sessions"
+    );
+    Ok(stats)
+}
+
+/// The driver-specific result of a statement, as far as [`clear_in_batches`] needs it.
+pub(crate) trait RowsAffected {
+    fn rows_affected(&self) -> u64;
+}
+
+#[cfg(feature = "sqlite")]
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl RowsAffected for sqlx::mysql::MySqlQueryResult {
+    fn rows_affected(&self) -> u64 {
+        self.rows_affected()
+    }
+}
+
 /// Implements [`session_core::Store`] for a store type by running each of its `run_*`
 /// operations within the configured operation deadline.
 macro_rules! store_with_deadline {

@@ -169,31 +169,13 @@ impl MySqlStore {
     pub async fn clear_expired_in_batches(&self) -> Result<ClearStats> {
         let now = utc_datetime(OffsetDateTime::now_utc());
         let batch = self.settings.clear_batch_size.get();
-        let mut stats = ClearStats::default();
-        loop {
-            let statement = sqlx::query(sql(&self.sql.clear_batch))
+        crate::common::clear_in_batches(STORE, &self.settings, || {
+            sqlx::query(sql(&self.sql.clear_batch))
                 .bind(now)
                 .bind(i64::from(batch))
-                .execute(&self.pool);
-            let removed =
-                crate::common::deadline(STORE, self.settings.operation_timeout(), async {
-                    statement.await.map_err(backend(STORE))
-                })
-                .await?
-                .rows_affected();
-            stats.removed += removed;
-            stats.statements += 1;
-            if removed < u64::from(batch) {
-                break;
-            }
-        }
-        tracing::debug!(
-            store = STORE,
-            removed = stats.removed,
-            statements = stats.statements,
-            "cleared expired sessions"
-        );
-        Ok(stats)
+                .execute(&self.pool)
+        })
+        .await
     }
 }
 
