@@ -143,7 +143,7 @@ impl SessionManager {
             }
             None => return Ok(Commit::keep(false)),
         };
-        let st = session.lock().clone();
+        let st = session.lock().snapshot();
         let vary = st.accessed;
         let store = self.store();
 
@@ -183,7 +183,7 @@ impl SessionManager {
                 (key, record, 1)
             }
             Some(key) if st.modified || self.config().save_every_request() => {
-                match self.save_with_retries(key, &st, record).await? {
+                match self.save_with_retries(key, &session, record).await? {
                     Some((key, record)) => {
                         let version = record.version + 1;
                         (key, record, version)
@@ -226,7 +226,7 @@ impl SessionManager {
     async fn save_with_retries(
         &self,
         key: &SessionKey,
-        st: &State,
+        session: &Session,
         mut record: Record,
     ) -> Result<Option<(SessionKey, Record)>> {
         let mut attempt = 0;
@@ -244,19 +244,30 @@ impl SessionManager {
                     let Some(fresh) = self.store().load(key).await? else {
                         return Ok(None);
                     };
-                    if st.would_lose_update(&fresh.data) {
+                    // The handler has finished: the live session holds this request's
+                    // changes, consulted only here, on the conflict path.
+                    let merged = {
+                        let st = session.lock();
+                        if st.would_lose_update(&fresh.data) {
+                            None
+                        } else {
+                            let expiry = if st.expiry_changed {
+                                st.expiry
+                            } else {
+                                fresh.expiry
+                            };
+                            Some((st.reapply(fresh.data), expiry))
+                        }
+                    };
+                    let Some((data, expiry)) = merged else {
                         tracing::debug!(
                             session = %key.storage_id().short(),
                             "a key this request read and wrote changed concurrently"
                         );
                         return Err(Error::Conflict);
-                    }
-                    record.data = st.reapply(fresh.data);
-                    record.expiry = if st.expiry_changed {
-                        st.expiry
-                    } else {
-                        fresh.expiry
                     };
+                    record.data = data;
+                    record.expiry = expiry;
                     let now = OffsetDateTime::now_utc();
                     let age = self.config().cookie_age();
                     record.expires_at = record.expiry.map_or(now + age, |e| e.expires_at(now, age));

@@ -60,7 +60,6 @@ pub struct Session {
 /// A change this request made to one key: `Some` set it, `None` removed it.
 type Changes = HashMap<String, Option<Value>>;
 
-#[derive(Clone)]
 pub(crate) struct State {
     /// The key the session was loaded under (`None` for a new session).
     pub(crate) key: Option<SessionKey>,
@@ -138,6 +137,30 @@ impl State {
         self.accessed = true;
         if !self.changes.contains_key(key) && !self.observed.contains(key) {
             self.observed.insert(key.to_owned());
+        }
+    }
+
+    /// Everything the commit needs, without the per-key change and read tracking (which
+    /// only a conflict needs, and which the commit then reads from the live session).
+    pub(crate) fn snapshot(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+            data: self.data.clone(),
+            expiry: self.expiry,
+            expires_at: self.expires_at,
+            version: self.version,
+            base: self.base.clone(),
+            changes: Changes::new(),
+            observed: HashSet::new(),
+            observed_all: self.observed_all,
+            cleared: self.cleared,
+            expiry_changed: self.expiry_changed,
+            modified: self.modified,
+            accessed: self.accessed,
+            flushed_key: self.flushed_key.clone(),
+            cycle: self.cycle,
+            default_age: self.default_age,
+            browser_close_default: self.browser_close_default,
         }
     }
 
