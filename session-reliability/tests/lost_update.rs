@@ -142,6 +142,29 @@ async fn logout_is_final(kind: Kind) {
         let writers_done = Arc::new(AtomicU64::new(0));
 
         let mut tasks = Vec::new();
+        {
+            // One request certain to race: loaded before the logout, committed after it.
+            // Its save must be dropped, never bring the session back.
+            let lazy = manager.lazy(Some(&cookie));
+            lazy.load().await.unwrap().insert("late", 1).unwrap();
+            let (manager, flag, dropped) = (
+                manager.clone(),
+                logged_out.clone(),
+                dropped_by_logout.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                while !flag.load(Ordering::SeqCst) {
+                    tokio::task::yield_now().await;
+                }
+                let commit = manager.commit(&lazy, 200).await.unwrap();
+                assert!(
+                    matches!(commit.cookie, CookieAction::Remove(_)),
+                    "a save that met the logout must be dropped: {:?}",
+                    commit.cookie
+                );
+                dropped.fetch_add(1, Ordering::Relaxed);
+            }));
+        }
         for w in 0..WRITERS {
             let (manager, cookie, old) = (manager.clone(), cookie.clone(), old.clone());
             let (done, dropped) = (writers_done.clone(), dropped_by_logout.clone());
@@ -233,7 +256,8 @@ async fn logout_is_final(kind: Kind) {
         0,
         "{kind:?}: the old key loaded again after the logout committed"
     );
-    // The race is real: some saves met the logout and were dropped.
+    // The race is real: saves met the logout and were dropped (at least the one planted
+    // each round).
     assert!(
         dropped_by_logout.load(Ordering::Relaxed) > 0,
         "{kind:?}: no save ever raced the logout"
