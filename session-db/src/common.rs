@@ -127,9 +127,63 @@ pub(crate) async fn deadline<T>(
     }
 }
 
+/// How many times an operation runs again after the database rolled one of its statements
+/// back as a deadlock victim or a serialization failure, before the failure is returned.
+pub(crate) const TRANSIENT_RETRIES: u32 = 8;
+
+/// Runs `op` within `limit`, running it again (at most [`TRANSIENT_RETRIES`] times, all
+/// within the same limit) when it failed because the database chose one of its statements
+/// as a deadlock victim.
+///
+/// InnoDB can pick a single-statement transaction as the victim when row locks on the
+/// primary key and on the `expires_at` index are taken in opposite orders (a `save` racing
+/// a logout's `DELETE`, or a batched `clear_expired`); it rolls that statement back whole
+/// and asks the client to run it again. Every operation of these stores is a sequence of
+/// autocommit statements that is correct to run again from its start (a compare-and-set
+/// `UPDATE` that was rolled back changed nothing), so this is never a lost or doubled
+/// write; anything else fails at once.
+pub(crate) async fn bounded<T, F, Fut>(
+    store: &'static str,
+    limit: Duration,
+    mut op: F,
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    deadline(store, limit, async {
+        let mut retries = 0;
+        loop {
+            match op().await {
+                Err(e) if retries < TRANSIENT_RETRIES && is_transient(&e) => {
+                    retries += 1;
+                    tracing::debug!(store, retries, "statement rolled back by the database as a deadlock victim; running it again");
+                    // Gives the transaction that won the lock time to commit.
+                    tokio::time::sleep(Duration::from_millis(u64::from(retries))).await;
+                }
+                result => return result,
+            }
+        }
+    })
+    .await
+}
+
+/// Whether `e` is a statement the database rolled back and asks to be run again:
+/// SQLSTATE 40001 (MySQL/MariaDB deadlock, error 1213; serialization failure) or 40P01
+/// (PostgreSQL deadlock).
+fn is_transient(e: &Error) -> bool {
+    let Error::Backend { source, .. } = e else {
+        return false;
+    };
+    match source.downcast_ref::<sqlx::Error>() {
+        Some(sqlx::Error::Database(db)) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
+        _ => false,
+    }
+}
+
 /// Runs `batch` (one `DELETE` of at most `clear_batch_size` expired rows) until a batch
-/// removes fewer rows than that, each statement within the operation deadline, so a large
-/// backlog never holds one long lock.
+/// removes fewer rows than that, each statement within the operation deadline (and run
+/// again after a deadlock), so a large backlog never holds one long lock.
 pub(crate) async fn clear_in_batches<F, R>(
     store: &'static str,
     settings: &Settings,
@@ -142,9 +196,9 @@ where
     let size = u64::from(settings.clear_batch_size.get());
     let mut stats = ClearStats::default();
     loop {
-        let statement = batch();
-        let removed = deadline(store, settings.operation_timeout(), async {
-            statement.await.map_err(backend(store))
+        let removed = bounded(store, settings.operation_timeout(), || {
+            let statement = batch();
+            async move { statement.await.map_err(backend(store)) }
         })
         .await?
         .rows_affected();
@@ -190,22 +244,23 @@ impl RowsAffected for sqlx::mysql::MySqlQueryResult {
 }
 
 /// Implements [`session_core::Store`] for a store type by running each of its `run_*`
-/// operations within the configured operation deadline.
+/// operations within the configured operation deadline, again after a deadlock
+/// ([`bounded`]).
 macro_rules! store_with_deadline {
     ($ty:ty) => {
         #[async_trait]
         impl Store for $ty {
             async fn create(&self, record: &Record) -> Result<SessionKey> {
                 let limit = self.settings.operation_timeout();
-                crate::common::deadline(STORE, limit, self.run_create(record)).await
+                crate::common::bounded(STORE, limit, || self.run_create(record)).await
             }
             async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
                 let limit = self.settings.operation_timeout();
-                crate::common::deadline(STORE, limit, self.run_load(key)).await
+                crate::common::bounded(STORE, limit, || self.run_load(key)).await
             }
             async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
                 let limit = self.settings.operation_timeout();
-                crate::common::deadline(STORE, limit, self.run_save(key, record)).await
+                crate::common::bounded(STORE, limit, || self.run_save(key, record)).await
             }
             async fn touch(
                 &self,
@@ -213,11 +268,11 @@ macro_rules! store_with_deadline {
                 expires_at: OffsetDateTime,
             ) -> Result<SessionKey> {
                 let limit = self.settings.operation_timeout();
-                crate::common::deadline(STORE, limit, self.run_touch(key, expires_at)).await
+                crate::common::bounded(STORE, limit, || self.run_touch(key, expires_at)).await
             }
             async fn delete(&self, key: &SessionKey) -> Result<()> {
                 let limit = self.settings.operation_timeout();
-                crate::common::deadline(STORE, limit, self.run_delete(key)).await
+                crate::common::bounded(STORE, limit, || self.run_delete(key)).await
             }
             async fn clear_expired(&self) -> Result<u64> {
                 // Bounded statement by statement, inside.
@@ -267,6 +322,24 @@ mod tests {
     fn versions_beyond_i64_match_nothing() {
         assert_eq!(version_param(7), 7);
         assert_eq!(version_param(u64::MAX), -1);
+    }
+
+    #[test]
+    fn only_deadlock_victims_are_run_again() {
+        // A verdict about the session, an unreachable database or a time-out is final.
+        for e in [
+            Error::Conflict,
+            Error::NotFound,
+            Error::backend("mysql", sqlx::Error::PoolTimedOut),
+            Error::backend("mysql", sqlx::Error::RowNotFound),
+            Error::backend("mysql", "not a driver error"),
+            Error::Timeout {
+                store: "mysql",
+                after: Duration::from_secs(1),
+            },
+        ] {
+            assert!(!is_transient(&e), "{e} would be retried");
+        }
     }
 
     #[test]

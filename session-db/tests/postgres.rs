@@ -173,6 +173,14 @@ async fn migrate_twice_and_concurrently() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs SESSION_TEST_POSTGRES_URL"]
+async fn saves_racing_a_delete_never_fail() {
+    let store = open(&fresh_table("d")).await;
+    check_saves_racing_a_delete_never_fail(Arc::new(store.clone())).await;
+    drop_table(&store).await;
+}
+
 #[tokio::test]
 #[ignore = "needs SESSION_TEST_POSTGRES_URL"]
 async fn two_tables_do_not_see_each_other() {

@@ -131,3 +131,60 @@ impl Proxy {
         self.task.abort();
     }
 }
+
+/// Many saves and touches of one session race its deletion (a logout) and a
+/// `clear_expired`, round after round. Every operation must end in a verdict about the
+/// session (done, `Conflict`, `NotFound`), never in a backend error: a database that picks
+/// one of these statements as a deadlock victim rolls it back and the store runs it again.
+/// Afterwards the deleted session stays deleted.
+pub(crate) async fn check_saves_racing_a_delete_never_fail(store: Arc<dyn Store>) {
+    const WRITERS: usize = 12;
+    for round in 0..40 {
+        let key = store.create(&record("raced")).await.expect("create");
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..WRITERS {
+            let (store, key) = (store.clone(), key.clone());
+            tasks.spawn(async move {
+                for i in 0..6 {
+                    let Some(mut r) = store.load(&key).await? else {
+                        return Ok(());
+                    };
+                    let outcome = if (w + i) % 3 == 0 {
+                        store.touch(&key, in_an_hour()).await.map(drop)
+                    } else {
+                        Arc::make_mut(&mut r.data).insert(format!("w{w}"), json!(i));
+                        store.save(&key, &r).await.map(drop)
+                    };
+                    match outcome {
+                        Ok(()) | Err(session_core::Error::Conflict) => {}
+                        Err(session_core::Error::NotFound) => return Ok(()),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            });
+        }
+        {
+            let (store, key) = (store.clone(), key.clone());
+            tasks.spawn(async move {
+                for _ in 0..(round % 5) {
+                    tokio::task::yield_now().await;
+                }
+                store.delete(&key).await
+            });
+        }
+        {
+            let store = store.clone();
+            tasks.spawn(async move { store.clear_expired().await.map(drop) });
+        }
+        while let Some(joined) = tasks.join_next().await {
+            if let Err(e) = joined.expect("task panicked") {
+                panic!("round {round}: an operation failed instead of giving a verdict: {e}");
+            }
+        }
+        assert!(
+            store.load(&key).await.expect("load").is_none(),
+            "round {round}: the deleted session came back"
+        );
+    }
+}
