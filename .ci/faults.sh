@@ -9,10 +9,6 @@
 # - tests/file_crash.rs: the writing process aborted after every write step;
 # - examples/load.rs: the demo under 64 clients for LOAD_SECONDS (default 60) against
 #   SQLite, PostgreSQL (SESSION_TEST_POSTGRES_URL) and Redis (SESSION_TEST_REDIS_URL).
-#
-# Known findings skipped unless FAULTS_KNOWN_FINDINGS=1: an operation of PostgresStore or
-# MySqlStore in flight when the server freezes waits until the server answers again (no
-# per-operation deadline in session-db; the acquire timeout bounds only new operations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export SESSION_TEST_POSTGRES_URL=${SESSION_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
