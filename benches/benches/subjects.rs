@@ -697,7 +697,8 @@ fn peer_map(size: Size) -> HashMap<String, Value> {
 }
 
 /// A tower-sessions store (0.14 or 0.15 core trait). It has no compare-and-set and no
-/// touch: `save` is its upsert, `touch` its save with a new expiry date.
+/// touch: `save` is its upsert, `touch` its save with a new expiry date (and so is `save`,
+/// which must change the row to be a write).
 macro_rules! ts_peer {
     ($name:ident, $core:ident) => {
         pub(crate) struct $name<S> {
@@ -730,6 +731,10 @@ macro_rules! ts_peer {
                 assert!(r.is_some(), "session missing");
             }
             async fn save(&self, h: &mut Self::H) {
+                // A save writes a changed row, as ours does (its version moves). Re-saving
+                // identical values would time no write at all on MySQL/MariaDB, which skips
+                // an `ON DUPLICATE KEY UPDATE` that changes nothing, log flush included.
+                h.expiry_date = in_a_day();
                 self.store.save(h).await.expect("save");
             }
             async fn touch(&self, h: &mut Self::H) {
