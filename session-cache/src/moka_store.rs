@@ -1,15 +1,15 @@
 //! `MokaStore`: sessions in an in-process moka cache bounded in bytes.
 
-use std::future::ready;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use moka::future::Cache;
-use moka::ops::compute::{CompResult, Op};
 use session_core::serde_json::Value;
 use session_core::{Capabilities, Error, Record, Result, SessionKey, StorageId, Store};
 use time::OffsetDateTime;
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::SessionCache;
 
@@ -26,6 +26,11 @@ const LONGEST_KEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// `CachedStore` (which names sessions by storage id).
 type Id = [u8; 32];
 
+/// How many locks the writes are spread over (one per value of the low byte of an id's
+/// hash). Writes to one entry always take the same lock; writes to different entries
+/// rarely meet on one.
+const WRITE_STRIPES: usize = 256;
+
 /// Sessions in a [`moka::future::Cache`] in this process: the fastest store, and the usual
 /// cache side of a [`CachedStore`](crate::CachedStore).
 ///
@@ -38,9 +43,10 @@ type Id = [u8; 32];
 ///   least likely to be used again (TinyLFU), like Django's cache backend under memory
 ///   pressure. A record larger than the whole capacity is refused with
 ///   [`Error::TooLarge`].
-/// - `create` (insert-if-absent), `save` (compare-and-set) and `touch` run atomically on
-///   their entry through moka's entry API (`and_compute_with`): no lock is held across
-///   entries.
+/// - Every write (`create` insert-if-absent, `save` compare-and-set, `touch`, `delete`)
+///   holds one of 256 striped locks, chosen by the entry's hash, from its read of the
+///   entry to its `insert` or `invalidate`: a write never acts on a stale read, and a
+///   `save` can never put back a session that a `delete` removed. Reads take no lock.
 ///
 /// A clone is a second handle on the same cache; create one store per namespace.
 ///
@@ -62,6 +68,7 @@ type Id = [u8; 32];
 #[derive(Clone)]
 pub struct MokaStore {
     cache: Cache<Id, Slot, BuildHasherDefault<IdHasher>>,
+    writers: Arc<[Mutex<()>]>,
     capacity_bytes: u64,
 }
 
@@ -82,6 +89,7 @@ impl MokaStore {
             .build_with_hasher(BuildHasherDefault::default());
         Self {
             cache,
+            writers: (0..WRITE_STRIPES).map(|_| Mutex::new(())).collect(),
             capacity_bytes,
         }
     }
@@ -207,6 +215,17 @@ impl MokaStore {
             _ => None,
         }
     }
+
+    /// Excludes every other write to the entry under `id` while the guard lives.
+    ///
+    /// Cheaper than moka's per-key compute (`and_compute_with`), which allocates and
+    /// registers a lock for each call; moka's own evictions and expirations only ever
+    /// remove an entry, which every write below reads as "absent".
+    async fn write_lock(&self, id: &Id) -> MutexGuard<'_, ()> {
+        let hash = BuildHasherDefault::<IdHasher>::default().hash_one(id);
+        let stripe = usize::from(hash.to_le_bytes()[0]) % self.writers.len();
+        self.writers[stripe].lock().await
+    }
 }
 
 #[async_trait]
@@ -218,21 +237,13 @@ impl Store for MokaStore {
             let Some(id) = key.generated_bytes() else {
                 continue;
             };
-            let now = OffsetDateTime::now_utc();
-            let candidate = slot.clone();
-            let done = self
-                .cache
-                .entry(id)
-                .and_compute_with(|cur| {
-                    ready(match cur {
-                        Some(e) if e.value().live_record(now).is_some() => Op::Nop,
-                        _ => Op::Put(candidate),
-                    })
-                })
-                .await;
-            if matches!(done, CompResult::Inserted(_) | CompResult::ReplacedWith(_)) {
-                return Ok(key);
+            let _writing = self.write_lock(&id).await;
+            // Whatever is there, live or not yet evicted, is never replaced: draw again.
+            if self.cache.contains_key(&id) {
+                continue;
             }
+            self.cache.insert(id, slot).await;
+            return Ok(key);
         }
     }
 
@@ -246,70 +257,37 @@ impl Store for MokaStore {
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
         let id = key.generated_bytes().ok_or(Error::InvalidKey)?;
         let slot = self.live_slot(record, record.version + 1)?;
-        let now = OffsetDateTime::now_utc();
-        let done = self
-            .cache
-            .entry(id)
-            .and_compute_with(|cur| {
-                ready(match cur {
-                    Some(e)
-                        if e.value()
-                            .live_record(now)
-                            .is_some_and(|r| r.version == record.version) =>
-                    {
-                        Op::Put(slot)
-                    }
-                    _ => Op::Nop,
-                })
-            })
-            .await;
-        match done {
-            CompResult::ReplacedWith(_) | CompResult::Inserted(_) => Ok(key.clone()),
-            CompResult::Unchanged(e) if e.value().live_record(now).is_some() => {
-                Err(Error::Conflict)
+        let _writing = self.write_lock(&id).await;
+        match self.live(&id).await {
+            Some(held) if held.version == record.version => {
+                self.cache.insert(id, slot).await;
+                Ok(key.clone())
             }
-            _ => Err(Error::NotFound),
+            Some(_) => Err(Error::Conflict),
+            None => Err(Error::NotFound),
         }
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
         let id = key.generated_bytes().ok_or(Error::InvalidKey)?;
+        let _writing = self.write_lock(&id).await;
         let now = OffsetDateTime::now_utc();
-        let done = self
+        let moved = self
             .cache
-            .entry(id)
-            .and_compute_with(|cur| {
-                ready(
-                    match cur
-                        .as_ref()
-                        .and_then(|e| e.value().moved_to(expires_at, now))
-                    {
-                        Some(slot) => Op::Put(slot),
-                        None => Op::Nop,
-                    },
-                )
-            })
-            .await;
-        match done {
-            CompResult::ReplacedWith(_) | CompResult::Inserted(_) => Ok(key.clone()),
-            _ => Err(Error::NotFound),
-        }
+            .get(&id)
+            .await
+            .and_then(|slot| slot.moved_to(expires_at, now))
+            .ok_or(Error::NotFound)?;
+        self.cache.insert(id, moved).await;
+        Ok(key.clone())
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         if let Some(id) = key.generated_bytes() {
-            // Through the entry API, not `invalidate`: only compute calls are serialized per
-            // key, so a `save` that saw the entry live could otherwise put it back after the
-            // delete (a logout undone by a racing request).
-            self.cache
-                .entry(id)
-                .and_compute_with(|cur| {
-                    ready(match cur {
-                        Some(_) => Op::Remove,
-                        None => Op::Nop,
-                    })
-                })
-                .await;
+            // Under the write lock: a `save` that saw the entry live cannot put it back
+            // after the delete (a logout undone by a racing request).
+            let _writing = self.write_lock(&id).await;
+            self.cache.invalidate(&id).await;
         }
         Ok(())
     }
@@ -333,58 +311,54 @@ impl SessionCache for MokaStore {
     }
 
     async fn put_if_newer(&self, id: &StorageId, record: &Record) -> Result<bool> {
-        let now = OffsetDateTime::now_utc();
+        let id = *id.as_bytes();
         // Too large to cache: the entry must still not keep an older version.
         let slot = self.live_slot(record, record.version).ok();
-        let done = self
-            .cache
-            .entry(*id.as_bytes())
-            .and_compute_with(|cur| {
-                let cur = cur.as_ref().map(moka::Entry::value);
-                ready(match (cur, slot) {
-                    (Some(Slot::Tombstone { until }), _) if *until > now => Op::Nop,
-                    (Some(Slot::Live { record: held, .. }), _)
-                        if !held.is_expired_at(now)
-                            && (held.version, held.expires_at)
-                                >= (record.version, record.expires_at) =>
-                    {
-                        Op::Nop
-                    }
-                    (_, Some(slot)) => Op::Put(slot),
-                    (Some(_), None) => Op::Remove,
-                    (None, None) => Op::Nop,
-                })
-            })
-            .await;
-        Ok(matches!(
-            done,
-            CompResult::Inserted(_) | CompResult::ReplacedWith(_)
-        ))
+        let _writing = self.write_lock(&id).await;
+        let now = OffsetDateTime::now_utc();
+        match (self.cache.get(&id).await, slot) {
+            (Some(Slot::Tombstone { until }), _) if until > now => Ok(false),
+            (Some(Slot::Live { record: held, .. }), _)
+                if !held.is_expired_at(now)
+                    && (held.version, held.expires_at) >= (record.version, record.expires_at) =>
+            {
+                Ok(false)
+            }
+            (_, Some(slot)) => {
+                self.cache.insert(id, slot).await;
+                Ok(true)
+            }
+            (Some(_), None) => {
+                self.cache.invalidate(&id).await;
+                Ok(false)
+            }
+            (None, None) => Ok(false),
+        }
     }
 
     async fn extend(&self, id: &StorageId, expires_at: OffsetDateTime) -> Result<bool> {
+        let id = *id.as_bytes();
+        let _writing = self.write_lock(&id).await;
         let now = OffsetDateTime::now_utc();
-        let done = self
-            .cache
-            .entry(*id.as_bytes())
-            .and_compute_with(|cur| {
-                let moved = cur.as_ref().and_then(|e| match e.value() {
-                    Slot::Live { record, .. } if record.expires_at <= expires_at => {
-                        e.value().moved_to(expires_at, now)
-                    }
-                    _ => None,
-                });
-                ready(moved.map_or(Op::Nop, Op::Put))
-            })
-            .await;
-        Ok(matches!(done, CompResult::ReplacedWith(_)))
+        let moved = self.cache.get(&id).await.and_then(|slot| match &slot {
+            Slot::Live { record, .. } if record.expires_at <= expires_at => {
+                slot.moved_to(expires_at, now)
+            }
+            _ => None,
+        });
+        let Some(moved) = moved else {
+            return Ok(false);
+        };
+        self.cache.insert(id, moved).await;
+        Ok(true)
     }
 
     async fn tombstone(&self, id: &StorageId, ttl: Duration) -> Result<()> {
+        let id = *id.as_bytes();
         let until = OffsetDateTime::now_utc() + ttl;
-        self.cache
-            .insert(*id.as_bytes(), Slot::Tombstone { until })
-            .await;
+        // Under the write lock, so a cache fill already under way cannot replace it.
+        let _writing = self.write_lock(&id).await;
+        self.cache.insert(id, Slot::Tombstone { until }).await;
         Ok(())
     }
 }
@@ -399,13 +373,6 @@ enum Slot {
 }
 
 impl Slot {
-    fn live_record(&self, now: OffsetDateTime) -> Option<&Record> {
-        match self {
-            Self::Live { record, .. } if !record.is_expired_at(now) => Some(record),
-            _ => None,
-        }
-    }
-
     /// This live slot with its expiry moved to `expires_at`.
     fn moved_to(&self, expires_at: OffsetDateTime, now: OffsetDateTime) -> Option<Self> {
         let (record, weight) = match self {

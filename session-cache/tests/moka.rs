@@ -141,6 +141,44 @@ async fn a_tombstone_blocks_puts_until_it_expires() {
     assert!(cache.get(&id).await.unwrap().is_some());
 }
 
+/// A fill or an expiry extension that was under way when the tombstone went in must not
+/// replace it: every write to an entry excludes the others, so after all of them the
+/// tombstone (which nothing may pass) is what the entry holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fills_racing_a_tombstone_never_replace_it() {
+    let cache = MokaStore::new();
+    for round in 0..200 {
+        let id = SessionKey::generate().storage_id();
+        let mut tasks = tokio::task::JoinSet::new();
+        for version in 1..=8 {
+            let cache = cache.clone();
+            tasks.spawn(async move {
+                let mut r = record_of(64);
+                r.version = version;
+                cache.put_if_newer(&id, &r).await.unwrap();
+                cache
+                    .extend(&id, r.expires_at + time::Duration::hours(1))
+                    .await
+                    .unwrap();
+            });
+        }
+        {
+            let cache = cache.clone();
+            tasks.spawn(async move {
+                tokio::task::yield_now().await;
+                cache.tombstone(&id, Duration::from_secs(60)).await.unwrap();
+            });
+        }
+        while let Some(t) = tasks.join_next().await {
+            t.unwrap();
+        }
+        assert!(
+            cache.get(&id).await.unwrap().is_none(),
+            "round {round}: a fill replaced the tombstone"
+        );
+    }
+}
+
 #[tokio::test]
 async fn extend_moves_expiry_only_forward() {
     let cache = MokaStore::new();
