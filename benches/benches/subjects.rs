@@ -7,13 +7,13 @@ use std::sync::{Arc, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use session_core::{Data, MemoryStore, Record, SessionKey, Store};
 use sha2::Sha256;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use crate::common::{Size, hex, in_a_day, random_id, service_url};
-use crate::{Subject, Subjects, runner};
+use crate::driver::{Subject, Subjects, runner};
+use crate::ts_peer::{TowerSessions14, ts_peer};
 
 // ---------------------------------------------------------------------------------------
 // Ours: any `Store`.
@@ -692,64 +692,8 @@ impl Subject for RawCookie {
 // ---------------------------------------------------------------------------------------
 // Peers.
 
-fn peer_map(size: Size) -> HashMap<String, Value> {
-    size.data().into_iter().collect()
-}
-
-/// A tower-sessions store (0.14 or 0.15 core trait). It has no compare-and-set and no
-/// touch: `save` is its upsert, `touch` its save with a new expiry date (and so is `save`,
-/// which must change the row to be a write).
-macro_rules! ts_peer {
-    ($name:ident, $core:ident) => {
-        pub(crate) struct $name<S> {
-            store: S,
-            data: HashMap<String, Value>,
-        }
-
-        impl<S> $name<S> {
-            pub(crate) fn new(store: S, size: Size) -> Self {
-                Self {
-                    store,
-                    data: peer_map(size),
-                }
-            }
-        }
-
-        impl<S: $core::session_store::SessionStore> Subject for $name<S> {
-            type H = $core::session::Record;
-            async fn create(&self) -> Self::H {
-                let mut r = $core::session::Record {
-                    id: $core::session::Id::default(),
-                    data: self.data.clone(),
-                    expiry_date: in_a_day(),
-                };
-                self.store.create(&mut r).await.expect("create");
-                r
-            }
-            async fn load(&self, h: &Self::H) {
-                let r = self.store.load(&h.id).await.expect("load");
-                assert!(r.is_some(), "session missing");
-            }
-            async fn save(&self, h: &mut Self::H) {
-                // A save writes a changed row, as ours does (its version moves). Re-saving
-                // identical values would time no write at all on MySQL/MariaDB, which skips
-                // an `ON DUPLICATE KEY UPDATE` that changes nothing, log flush included.
-                h.expiry_date = in_a_day();
-                self.store.save(h).await.expect("save");
-            }
-            async fn touch(&self, h: &mut Self::H) {
-                h.expiry_date = in_a_day();
-                self.store.save(h).await.expect("touch");
-            }
-            async fn delete(&self, h: Self::H) {
-                self.store.delete(&h.id).await.expect("delete");
-            }
-        }
-    };
-}
-
+// tower-sessions 0.15 itself (its MemoryStore); the 0.14-trait stores are in `ts_peer`.
 ts_peer!(TowerSessions15, tower_sessions);
-ts_peer!(TowerSessions14, tower_sessions_core_014);
 
 /// An actix-session store: `save` creates, `update` saves, `update_ttl` touches.
 pub(crate) struct Actix<S> {
