@@ -84,6 +84,10 @@ def run(args):
         env["SESSION_TEST_REDIS_CLUSTER_URLS"] = ",".join(re.findall(r"redis://[0-9.]+:[0-9]+", started)[:3])
     try:
         subprocess.run(["cargo", "bench", "-p", "benches"], check=True, env=env, cwd=ROOT)
+        # tower-sessions-sqlx-store on SQLite, from its own project (another libsqlite3-sys),
+        # under the same benchmark ids and into the same criterion directory.
+        peer = ROOT / "benches" / "sqlite-peer" / "Cargo.toml"
+        subprocess.run(["cargo", "bench", "--manifest-path", str(peer)], check=True, env=env, cwd=ROOT)
     finally:
         if args.cluster:
             subprocess.run(["bash", str(script), "stop"], check=False)
@@ -215,9 +219,11 @@ def write(args):
     L.append("```")
     L.append("")
     L.append("`--run` deletes `<target>/criterion`, runs `cargo bench -p benches` (targets `stores`,")
-    L.append("`e2e`, `scale`) and writes this file; `--cluster` starts a three-master Redis Cluster")
-    L.append("with `.ci/redis-cluster.sh` for the run. `BENCH_QUICK=1` makes every benchmark run")
-    L.append("briefly (what CI does); its figures mean nothing.")
+    L.append("`e2e`, `scale`), then the SQLite peer's project `benches/sqlite-peer` (its sqlx links")
+    L.append("another SQLite than ours, so it cannot share our build), and writes this file;")
+    L.append("`--cluster` starts a three-master Redis Cluster with `.ci/redis-cluster.sh` for the")
+    L.append("run. `BENCH_QUICK=1` makes every benchmark run briefly (what CI does); its figures")
+    L.append("mean nothing.")
     L.append("")
     L.append("## Method")
     L.append("")
