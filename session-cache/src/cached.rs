@@ -249,7 +249,8 @@ impl<C: SessionCache, D: Store> Store for CachedStore<C, D> {
         match self.db.save(key, record).await {
             Ok(new_key) => {
                 let stored = Record {
-                    version: record.version + 1,
+                    // The database accepted the save, so the next version exists.
+                    version: record.version.saturating_add(1),
                     ..record.clone()
                 };
                 self.after_write(&key.storage_id(), &stored, started).await;

@@ -256,7 +256,7 @@ impl Store for MokaStore {
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
         let id = key.generated_bytes().ok_or(Error::InvalidKey)?;
-        let slot = self.live_slot(record, record.version + 1)?;
+        let slot = self.live_slot(record, record.next_version()?)?;
         let _writing = self.write_lock(&id).await;
         match self.live(&id).await {
             Some(held) if held.version == record.version => {

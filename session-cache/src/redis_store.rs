@@ -478,7 +478,7 @@ impl Store for RedisStore {
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
         key.require_generated_shape()?;
-        let value = framed(record, record.version + 1)?;
+        let value = framed(record, record.next_version()?)?;
         let mut pxat = itoa_buf();
         let pxat = fmt_i64(&mut pxat, pxat_millis(record.expires_at_millis()));
         let mut cmd = self.evalsha(&SAVE, &key.storage_id(), 3, 8 + value.len() + pxat.len());

@@ -119,6 +119,30 @@ async fn garbage_under_a_session_key_loads_as_absent_and_is_removed() {
     delete_prefix(&[redis_url()], &prefix(&ns)).await;
 }
 
+/// A forged or corrupted header can carry the largest version; saving such a session
+/// back must fail cleanly (no overflow, no wrap to version 0) and leave the value as it is.
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn a_stored_version_at_its_maximum_is_refused_not_wrapped() {
+    let ns = fresh_ns();
+    let store = store(&ns).await;
+    let mut con = node(&redis_url()).await;
+    let key = store.create(&one("a", json!(1))).await.unwrap();
+    let mut value: Vec<u8> = con.get(store.redis_key(&key)).await.unwrap();
+    // The header: "SR\x01", the version (8 bytes, big endian), then `expires_at`.
+    value[3..11].copy_from_slice(&u64::MAX.to_be_bytes());
+    let _: () = con.set(store.redis_key(&key), &value).await.unwrap();
+    let loaded = store.load(&key).await.unwrap().expect("a valid record");
+    assert_eq!(loaded.version, u64::MAX);
+    assert!(matches!(
+        store.save(&key, &loaded).await,
+        Err(Error::Codec(_))
+    ));
+    let after: Vec<u8> = con.get(store.redis_key(&key)).await.unwrap();
+    assert_eq!(after, value, "the refused save changed the stored value");
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
+}
+
 #[tokio::test]
 #[ignore = "needs SESSION_TEST_REDIS_URL"]
 async fn the_ttl_redis_holds_matches_expires_at() {

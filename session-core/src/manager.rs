@@ -185,7 +185,8 @@ impl SessionManager {
             Some(key) if st.modified || self.config().save_every_request() => {
                 match self.save_with_retries(key, &session, record).await? {
                     Some((key, record)) => {
-                        let version = record.version + 1;
+                        // The store accepted the save, so the next version exists.
+                        let version = record.version.saturating_add(1);
                         (key, record, version)
                     }
                     None => return Ok(self.gone(&session, key)),

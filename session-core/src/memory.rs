@@ -138,7 +138,7 @@ impl Store for MemoryStore {
                 return Err(Error::Conflict);
             }
             *stored = Record {
-                version: record.version + 1,
+                version: record.next_version()?,
                 ..record.clone()
             };
             Ok(())

@@ -35,6 +35,19 @@ pub struct Record {
 }
 
 impl Record {
+    /// The version a successful `save` of this record stores: `version + 1`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] when the version is `u64::MAX`, which no store ever writes: it
+    /// can only come from corrupted or forged stored data, and such a session cannot be
+    /// saved again.
+    pub fn next_version(&self) -> Result<u64> {
+        self.version
+            .checked_add(1)
+            .ok_or_else(|| Error::codec("session version overflow"))
+    }
+
     /// A record never stored yet (version 0).
     #[must_use]
     pub fn new(data: Data, expires_at: OffsetDateTime) -> Self {
@@ -233,6 +246,16 @@ struct PayloadOwned {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn next_version_counts_up_and_refuses_to_wrap() {
+        let mut r = Record::new(Data::new(), OffsetDateTime::UNIX_EPOCH);
+        assert_eq!(r.next_version().ok(), Some(1));
+        r.version = u64::MAX - 1;
+        assert_eq!(r.next_version().ok(), Some(u64::MAX));
+        r.version = u64::MAX;
+        assert!(matches!(r.next_version(), Err(Error::Codec(_))));
+    }
 
     fn sample() -> Record {
         let mut data = Data::new();

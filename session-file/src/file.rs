@@ -137,9 +137,7 @@ impl Store for FileStore {
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
         key.require_generated_shape()?;
-        // The stored version cannot reach u64::MAX; were it there, no save could succeed.
-        let next = record.version.checked_add(1).ok_or(Error::Conflict)?;
-        let bytes = framed(record, next)?;
+        let bytes = framed(record, record.next_version()?)?;
         let (id, expected) = (key.storage_id(), record.version);
         self.blocking(move |dir| dir.save(&id, expected, &bytes))
             .await?;

@@ -186,10 +186,7 @@ impl Store for CookieStore {
         if opened.version != record.version {
             return Err(Error::Conflict);
         }
-        let next = record
-            .version
-            .checked_add(1)
-            .ok_or_else(|| Error::codec("session version overflow"))?;
+        let next = record.next_version()?;
         self.issue(next, record.expires_at, Payload::Record(record))
     }
 
