@@ -3,7 +3,7 @@
 use std::fmt;
 use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use session_core::{
@@ -220,8 +220,20 @@ impl SqliteStoreBuilder {
     /// [`Error::Backend`] when the URL is invalid or the database cannot be opened.
     pub async fn connect(self, url: &str) -> Result<SqliteStore> {
         let (pool, options) = self.pool_options(url)?;
-        let pool = pool.connect_with(options).await.map_err(backend(STORE))?;
-        Ok(self.build(pool))
+        // Opening runs `PRAGMA journal_mode = WAL`, which SQLite can refuse at once with
+        // SQLITE_BUSY, without waiting in the busy handler, while another connection
+        // writes to the file. The database did nothing: try again until the acquire
+        // timeout.
+        let give_up = Instant::now() + self.settings.acquire_timeout;
+        loop {
+            match pool.clone().connect_with(options.clone()).await {
+                Ok(pool) => return Ok(self.build(pool)),
+                Err(e) if is_busy(&e) && Instant::now() < give_up => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => return Err(Error::backend(STORE, e)),
+            }
+        }
     }
 
     /// Like [`connect`](Self::connect), but opens the database on first use.
@@ -383,3 +395,14 @@ impl SqliteStore {
 }
 
 crate::common::store_with_deadline!(SqliteStore);
+
+/// Whether `e` is SQLITE_BUSY in any of its extended forms (primary result code 5).
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => db
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == 5),
+        _ => false,
+    }
+}
