@@ -1,7 +1,7 @@
 //! The subjects: our stores, the raw media, the peers; and which run for which store.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
@@ -11,7 +11,7 @@ use session_core::{Data, MemoryStore, Record, SessionKey, Store};
 use sha2::Sha256;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
-use crate::common::{Size, hex, in_a_day, random_id, service_url};
+use crate::common::{Size, file_root, fresh_dir, hex, in_a_day, random_id, service_url};
 use crate::driver::{Subject, Subjects, runner};
 use crate::ts_peer::{TowerSessions14, ts_peer};
 
@@ -778,16 +778,6 @@ pub(crate) const NAMES: [&str; 13] = [
     "cookie-signed",
     "cookie-encrypted",
 ];
-
-fn file_root() -> PathBuf {
-    std::env::temp_dir().join("session-bench-files")
-}
-
-fn fresh_dir(path: &Path) -> PathBuf {
-    let _ = std::fs::remove_dir_all(path);
-    std::fs::create_dir_all(path).expect("bench directory");
-    path.to_owned()
-}
 
 async fn sqlite_stores(url: &str) -> (Arc<session_db::SqliteStore>, sqlx::SqlitePool) {
     let ours = session_db::SqliteStore::builder()

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -115,6 +116,18 @@ pub fn selected(name: &str) -> bool {
         Ok(list) if !list.trim().is_empty() => list.split(',').any(|s| s.trim() == name),
         _ => true,
     }
+}
+
+/// Where the file-backed subjects keep their directories.
+pub fn file_root() -> PathBuf {
+    std::env::temp_dir().join("session-bench-files")
+}
+
+/// `path`, emptied (or created) for one run.
+pub fn fresh_dir(path: &Path) -> PathBuf {
+    let _ = std::fs::remove_dir_all(path);
+    std::fs::create_dir_all(path).expect("bench directory");
+    path.to_owned()
 }
 
 /// 32 random bytes.

@@ -33,11 +33,7 @@ use ts_peer::TowerSessions14;
 async fn pool(store: &str) -> sqlx::SqlitePool {
     let timeout = Duration::from_secs(5);
     if store == "sqlite-file" {
-        let dir = std::env::temp_dir()
-            .join("session-bench-files")
-            .join("sqlite-peer");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("bench directory");
+        let dir = common::fresh_dir(&common::file_root().join("sqlite-peer"));
         let url = format!("sqlite://{}", dir.join("bench.db").display());
         let options = SqliteConnectOptions::from_str(&url)
             .expect("url")
