@@ -45,6 +45,8 @@ impl SameSite {
 /// | [`expire_at_browser_close`](Self::expire_at_browser_close) | `SESSION_EXPIRE_AT_BROWSER_CLOSE` | off |
 /// | [`save_every_request`](Self::save_every_request) | `SESSION_SAVE_EVERY_REQUEST` | off |
 /// | [`conflict_retries`](Self::conflict_retries) | – | 8 |
+/// | [`ended_grace`](Self::ended_grace) | – | 60 s |
+/// | [`override_public_cache_control`](Self::override_public_cache_control) | – | off (warn) |
 ///
 /// Every value is checked when the configuration is built, so a cookie attribute can
 /// never inject a header: see [`SessionConfigBuilder::build`].
@@ -77,6 +79,8 @@ pub struct SessionConfig {
     expire_at_browser_close: bool,
     save_every_request: bool,
     conflict_retries: u32,
+    ended_grace: Duration,
+    override_public_cache_control: bool,
 }
 
 impl Default for SessionConfig {
@@ -92,6 +96,8 @@ impl Default for SessionConfig {
             expire_at_browser_close: false,
             save_every_request: false,
             conflict_retries: 8,
+            ended_grace: Duration::seconds(60),
+            override_public_cache_control: false,
         }
     }
 }
@@ -165,6 +171,27 @@ impl SessionConfig {
 
     /// The `Set-Cookie` value that gives the client `value`, with every configured
     /// attribute; no `Max-Age`/`Expires` when `expires` is `None` (browser session).
+    /// How long a key that was rotated or logged out stays recognised as *ended moments
+    /// ago* (default 60 s; at most a day). A request still holding it in that window (a
+    /// second tab, an XHR in flight during login) reads no data, writes nothing and sends no
+    /// `Set-Cookie`, so it can neither resurrect the session nor overwrite the cookie the
+    /// concurrent request just set. After it, the key is simply unknown and its cookie is
+    /// removed. Zero turns the grace off.
+    #[must_use]
+    pub fn ended_grace(&self) -> Duration {
+        self.ended_grace
+    }
+
+    /// What the layer does when the application marked a response that sets or removes
+    /// the session cookie as storable by shared caches (`Cache-Control: public`,
+    /// `s-maxage`): off (the default), it logs a warning and leaves the header; on, it
+    /// replaces the header by `private`. A response without `Cache-Control` always gets
+    /// `private`.
+    #[must_use]
+    pub fn override_public_cache_control(&self) -> bool {
+        self.override_public_cache_control
+    }
+
     pub(crate) fn set_cookie(&self, value: &str, expires: Option<time::OffsetDateTime>) -> String {
         let mut c = self.base_cookie(value.to_owned());
         if let Some(at) = expires {
@@ -211,6 +238,11 @@ impl fmt::Debug for SessionConfig {
             .field("expire_at_browser_close", &self.expire_at_browser_close)
             .field("save_every_request", &self.save_every_request)
             .field("conflict_retries", &self.conflict_retries)
+            .field("ended_grace", &self.ended_grace)
+            .field(
+                "override_public_cache_control",
+                &self.override_public_cache_control,
+            )
             .finish()
     }
 }
@@ -236,6 +268,9 @@ pub struct SessionConfigBuilder {
     expire_at_browser_close: Option<bool>,
     save_every_request: Option<bool>,
     conflict_retries: Option<u32>,
+    /// In milliseconds.
+    ended_grace: Option<i64>,
+    override_public_cache_control: Option<bool>,
 }
 
 impl SessionConfigBuilder {
@@ -310,6 +345,22 @@ impl SessionConfigBuilder {
         self
     }
 
+    /// Sets how long a rotated or logged-out key stays recognised (see
+    /// [`SessionConfig::ended_grace`]; zero to at most one day).
+    #[must_use]
+    pub fn ended_grace(mut self, grace: Duration) -> Self {
+        self.ended_grace = Some(i64::try_from(grace.whole_milliseconds()).unwrap_or(i64::MAX));
+        self
+    }
+
+    /// Sets whether a `public` `Cache-Control` on a response that sets the session cookie
+    /// is replaced by `private` (see [`SessionConfig::override_public_cache_control`]).
+    #[must_use]
+    pub fn override_public_cache_control(mut self, yes: bool) -> Self {
+        self.override_public_cache_control = Some(yes);
+        self
+    }
+
     /// Checks every value and builds the configuration.
     ///
     /// # Errors
@@ -332,6 +383,12 @@ impl SessionConfigBuilder {
                 .unwrap_or(d.expire_at_browser_close),
             save_every_request: self.save_every_request.unwrap_or(d.save_every_request),
             conflict_retries: self.conflict_retries.unwrap_or(d.conflict_retries),
+            ended_grace: self
+                .ended_grace
+                .map_or(d.ended_grace, Duration::milliseconds),
+            override_public_cache_control: self
+                .override_public_cache_control
+                .unwrap_or(d.override_public_cache_control),
         };
         validate(&c)?;
         Ok(c)
@@ -393,6 +450,12 @@ fn validate(c: &SessionConfig) -> Result<(), ConfigError> {
         return Err(ConfigError::new(
             "cookie_name",
             "a `__Host-` cookie requires cookie_secure, no domain and path `/`",
+        ));
+    }
+    if c.ended_grace < Duration::ZERO || c.ended_grace > Duration::days(1) {
+        return Err(ConfigError::new(
+            "ended_grace",
+            "must be between zero and one day",
         ));
     }
     if c.conflict_retries > 100 {

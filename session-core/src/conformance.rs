@@ -20,7 +20,9 @@ use async_trait::async_trait;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
-use crate::{Capabilities, Data, Error, Expiry, Record, SessionKey, Store};
+use crate::{
+    CREATE_ATTEMPTS, Capabilities, Data, Error, Expiry, Lookup, Record, SessionKey, Store,
+};
 
 /// Opens store handles for the checks.
 ///
@@ -840,6 +842,264 @@ pub async fn load_changes_nothing(factory: &dyn Factory) {
     fx.finish().await;
 }
 
+/// How long the end checks ask the store to remember an ended session.
+fn remember() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::minutes(5)
+}
+
+/// "`end` ends the session under `key` if, and only if, its stored version is `version`",
+/// and afterwards `load`, `save` and `touch` treat it as absent while `lookup` reports it
+/// ended (a store that remembers ended sessions) or absent. A client-side store has nothing
+/// to end: `end` succeeds and the token keeps loading.
+pub async fn end_at_the_stored_version_ends_the_session(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    let other = must_create(&*fx.store, &one("b", json!(2))).await;
+    let r = must_load(&*fx.store, &key).await;
+    let got = fx.store.end(&key, r.version, remember()).await;
+    assert!(got.is_ok(), "end at the stored version failed: {got:?}");
+    if !fx.caps.server_side {
+        must_load(&*fx.store, &key).await;
+        fx.finish().await;
+        return;
+    }
+    assert!(
+        matches!(fx.store.load(&key).await, Ok(None)),
+        "an ended session still loads"
+    );
+    let looked = fx.store.lookup(&key).await;
+    if fx.caps.remembers_ended {
+        assert!(
+            matches!(looked, Ok(Lookup::Ended)),
+            "lookup after end: {looked:?}"
+        );
+    } else {
+        assert!(
+            matches!(looked, Ok(Lookup::Absent)),
+            "lookup after end: {looked:?}"
+        );
+    }
+    assert_is(
+        fx.store.save(&key, &r).await,
+        |e| matches!(e, Error::NotFound),
+        "NotFound from save",
+    );
+    assert_is(
+        fx.store.touch(&key, in_an_hour()).await,
+        |e| matches!(e, Error::NotFound),
+        "NotFound from touch",
+    );
+    assert_is(
+        fx.store.end(&key, r.version, remember()).await,
+        |e| matches!(e, Error::NotFound),
+        "NotFound from a second end",
+    );
+    assert_eq!(
+        must_load(&*fx.store, &other).await.data["b"],
+        2,
+        "end hit another key"
+    );
+    fx.finish().await;
+}
+
+/// "`end` ... [is] `Error::Conflict` when the stored version differs (the record is left as
+/// it is)".
+pub async fn end_with_another_version_is_conflict(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    if !fx.caps.server_side {
+        fx.finish().await;
+        return;
+    }
+    let key = must_create(&*fx.store, &one("n", json!(1))).await;
+    let mut r = must_load(&*fx.store, &key).await;
+    std::sync::Arc::make_mut(&mut r.data).insert("n".into(), json!(2));
+    let key = fx
+        .store
+        .save(&key, &r)
+        .await
+        .unwrap_or_else(|e| panic!("save failed: {e}"));
+    for stale in [1, 3] {
+        assert_is(
+            fx.store.end(&key, stale, remember()).await,
+            |e| matches!(e, Error::Conflict),
+            "Conflict from end at another version",
+        );
+    }
+    let back = must_load(&*fx.store, &key).await;
+    assert_eq!((back.version, back.data["n"].clone()), (2, json!(2)));
+    fx.finish().await;
+}
+
+/// "`end` ... [is] `Error::NotFound` when the key is missing, expired or already ended",
+/// and `Error::InvalidKey` for a key a server-side store never issues.
+pub async fn end_unknown_or_expired_key_is_not_found(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    if !fx.caps.server_side {
+        fx.finish().await;
+        return;
+    }
+    assert_is(
+        fx.store.end(&SessionKey::generate(), 1, remember()).await,
+        |e| matches!(e, Error::NotFound),
+        "NotFound for an unknown key",
+    );
+    let mut r = one("a", json!(1));
+    r.expires_at = OffsetDateTime::now_utc() + Duration::milliseconds(150);
+    let key = must_create(&*fx.store, &r).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_is(
+        fx.store.end(&key, 1, remember()).await,
+        |e| matches!(e, Error::NotFound),
+        "NotFound for an expired key",
+    );
+    if let Ok(bad) = SessionKey::parse("../../etc/passwd") {
+        assert_is(
+            fx.store.end(&bad, 1, remember()).await,
+            |e| matches!(e, Error::InvalidKey),
+            "InvalidKey for a malformed key",
+        );
+    }
+    fx.finish().await;
+}
+
+/// "A server-side store that remembers ended sessions keeps ... an ended marker under the
+/// key until the instant `end` was given": afterwards the key is simply unknown, and
+/// `clear_expired` removes the marker.
+pub async fn ended_marker_is_forgotten_after_its_instant(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    if !fx.caps.server_side {
+        fx.finish().await;
+        return;
+    }
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    let until = OffsetDateTime::now_utc() + Duration::milliseconds(300);
+    fx.store
+        .end(&key, 1, until)
+        .await
+        .unwrap_or_else(|e| panic!("end failed: {e}"));
+    if fx.caps.remembers_ended {
+        assert!(matches!(fx.store.lookup(&key).await, Ok(Lookup::Ended)));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let cleared = fx.store.clear_expired().await;
+    assert!(cleared.is_ok(), "clear_expired failed: {cleared:?}");
+    assert!(matches!(fx.store.lookup(&key).await, Ok(Lookup::Absent)));
+    assert_is(
+        fx.store.end(&key, 1, remember()).await,
+        |e| matches!(e, Error::NotFound),
+        "NotFound",
+    );
+    fx.finish().await;
+}
+
+/// "Of two calls for the same `(key, version)` at most one succeeds": sixteen concurrent
+/// ends of one version have exactly one winner; the rest find the session ended.
+pub async fn concurrent_ends_of_one_version_have_one_winner(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    if !fx.caps.server_side {
+        fx.finish().await;
+        return;
+    }
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, key) = (fx.store.clone(), key.clone());
+            tokio::spawn(async move { store.end(&key, 1, remember()).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        match t.await.unwrap_or_else(|e| panic!("task failed: {e}")) {
+            Ok(()) => wins += 1,
+            Err(Error::NotFound) => {}
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(wins, 1, "{wins} ends of one version succeeded");
+    fx.finish().await;
+}
+
+/// "`end` ... racing a save": of a save and an end based on one version exactly one wins;
+/// a lost save is `Conflict` or `NotFound`, never a resurrection.
+pub async fn end_racing_a_save_has_one_winner(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    if !fx.caps.server_side {
+        fx.finish().await;
+        return;
+    }
+    for round in 0..20 {
+        let key = must_create(&*fx.store, &one("r", json!(round))).await;
+        let mut r = must_load(&*fx.store, &key).await;
+        std::sync::Arc::make_mut(&mut r.data).insert("r".into(), json!("saved"));
+        let (s1, s2) = (fx.store.clone(), fx.store.clone());
+        let (k1, k2) = (key.clone(), key.clone());
+        let save = tokio::spawn(async move { s1.save(&k1, &r).await });
+        let end = tokio::spawn(async move { s2.end(&k2, 1, remember()).await });
+        let save = save.await.unwrap_or_else(|e| panic!("task failed: {e}"));
+        let end = end.await.unwrap_or_else(|e| panic!("task failed: {e}"));
+        match (&save, &end) {
+            (Ok(_), Err(Error::Conflict)) => {
+                assert_eq!(must_load(&*fx.store, &key).await.data["r"], "saved");
+            }
+            (Err(Error::NotFound), Ok(())) => {
+                assert!(matches!(fx.store.load(&key).await, Ok(None)), "resurrected");
+            }
+            other => panic!("round {round}: save and end both won or both lost: {other:?}"),
+        }
+    }
+    fx.finish().await;
+}
+
+/// "`create` MUST NOT replace another session, live or ended: ... at most
+/// [`CREATE_ATTEMPTS`] keys in all ... then fails with `Error::KeyCollision`, leaving every
+/// record as it was." Driven by forcing every fresh key onto an existing one.
+pub async fn create_gives_up_when_every_key_collides(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    if !fx.caps.server_side {
+        fx.finish().await;
+        return;
+    }
+    let live = must_create(&*fx.store, &one("owner", json!("first"))).await;
+    let ended = must_create(&*fx.store, &one("owner", json!("ended"))).await;
+    fx.store
+        .end(&ended, 1, remember())
+        .await
+        .unwrap_or_else(|e| panic!("end failed: {e}"));
+    for taken in [&live, &ended] {
+        let got = with_forced_key(
+            taken.clone(),
+            fx.store.create(&one("owner", json!("intruder"))),
+        )
+        .await;
+        match got {
+            Err(Error::KeyCollision { attempts, .. }) => assert_eq!(attempts, CREATE_ATTEMPTS),
+            other => panic!("create over an existing key answered {other:?}"),
+        }
+    }
+    let r = must_load(&*fx.store, &live).await;
+    assert_eq!((r.version, r.data["owner"].clone()), (1, json!("first")));
+    assert!(
+        matches!(fx.store.load(&ended).await, Ok(None)),
+        "the ended session came back"
+    );
+    fx.finish().await;
+}
+
+tokio::task_local! {
+    static FORCED_KEY: SessionKey;
+}
+
+/// Runs `fut` with every [`SessionKey::generate`] inside it (on this task) returning
+/// `key`: the hook a check uses to force collisions.
+pub async fn with_forced_key<F: Future>(key: SessionKey, fut: F) -> F::Output {
+    FORCED_KEY.scope(key, fut).await
+}
+
+/// The key [`with_forced_key`] forces on the current task, if any.
+pub(crate) fn forced_key() -> Option<SessionKey> {
+    FORCED_KEY.try_with(SessionKey::clone).ok()
+}
+
 /// Expands to one `#[tokio::test]` per conformance check, in a module of the given name.
 ///
 /// The factory is any expression implementing
@@ -911,6 +1171,13 @@ macro_rules! conformance_tests {
                 second_handle_sees_the_same_records,
                 namespaces_are_isolated,
                 load_changes_nothing,
+                end_at_the_stored_version_ends_the_session,
+                end_with_another_version_is_conflict,
+                end_unknown_or_expired_key_is_not_found,
+                ended_marker_is_forgotten_after_its_instant,
+                concurrent_ends_of_one_version_have_one_winner,
+                end_racing_a_save_has_one_winner,
+                create_gives_up_when_every_key_collides,
             );
         }
     };
@@ -965,4 +1232,11 @@ pub const CHECKS: &[&str] = &[
     "second_handle_sees_the_same_records",
     "namespaces_are_isolated",
     "load_changes_nothing",
+    "end_at_the_stored_version_ends_the_session",
+    "end_with_another_version_is_conflict",
+    "end_unknown_or_expired_key_is_not_found",
+    "ended_marker_is_forgotten_after_its_instant",
+    "concurrent_ends_of_one_version_have_one_winner",
+    "end_racing_a_save_has_one_winner",
+    "create_gives_up_when_every_key_collides",
 ];

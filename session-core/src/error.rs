@@ -47,6 +47,29 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// `create` drew a fresh key that was already taken, again and again: with about 165
+    /// random bits per key even one collision is suspicious (a broken random source, a
+    /// proxy rewriting keys, a medium answering "exists" to everything), so the store gave
+    /// up after a few attempts instead of looping, and changed nothing.
+    #[error("session store `{store}` met an existing key on each of {attempts} fresh keys")]
+    KeyCollision {
+        /// Which store gave up.
+        store: &'static str,
+        /// How many fresh keys it tried.
+        attempts: u32,
+    },
+    /// A value nests arrays and objects deeper than the session keeps (see
+    /// [`MAX_VALUE_DEPTH`](crate::MAX_VALUE_DEPTH)): refused when it is set, so that
+    /// everything a session accepts loads back.
+    #[error("session value nested deeper than {limit} levels")]
+    TooDeep {
+        /// The deepest nesting a value may have.
+        limit: usize,
+    },
+    /// An expiry outside the range a session can hold (see
+    /// [`Expiry::check`](crate::Expiry::check)), refused where it was set.
+    #[error("session expiry out of range: {0}")]
+    ExpiryOutOfRange(&'static str),
     /// The operation did not finish within the store's configured time limit.
     #[error("session store `{store}` timed out after {after:?}")]
     Timeout {

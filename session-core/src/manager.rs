@@ -3,11 +3,16 @@
 use std::fmt;
 use std::sync::Arc;
 
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
+use crate::plan::{Plan, cookie_expiry};
 use crate::session::State;
-use crate::{Error, Expiry, Record, Result, Session, SessionConfig, SessionKey, Store};
+use crate::{Error, Lookup, Record, Result, Session, SessionConfig, SessionKey, Store};
+
+/// How many values of the session cookie one request may have loaded (see
+/// [`SessionManager::lazy_from_cookie_headers`]); further ones are ignored.
+pub const MAX_COOKIE_CANDIDATES: usize = 3;
 
 /// Wires a [`Store`] and a [`SessionConfig`] into any web framework in three calls:
 ///
@@ -77,60 +82,88 @@ impl SessionManager {
 
     /// Starts a request whose session cookie value is `cookie_value` (already extracted by
     /// the framework). No I/O. A value that is not a well-formed key is ignored: the request
-    /// gets a fresh, empty session.
+    /// gets a fresh, empty session, and the commit removes the cookie.
     #[must_use]
     pub fn lazy(&self, cookie_value: Option<&str>) -> LazySession {
-        let client = cookie_value.and_then(|v| SessionKey::parse(v).ok());
-        LazySession {
-            inner: Arc::new(LazyInner {
-                manager: self.clone(),
-                client,
-                cell: OnceCell::new(),
-            }),
-        }
+        self.lazy_from_values(cookie_value)
     }
 
     /// Starts a request from its raw `Cookie` header values. No I/O.
     ///
-    /// When the request carries several cookies of the configured name (a browser sends
-    /// the one with the most specific path first), the first one that is a well-formed key
-    /// wins; values over 4096 bytes are refused by length before anything else.
+    /// A request may carry several cookies of the configured name: a browser sends the
+    /// one with the longest path first, and a sibling subdomain or a page under a longer
+    /// path can plant one ahead of the real one ("cookie tossing"). They are considered in
+    /// the order they arrive: values that can never be keys of this store (not a cookie
+    /// value, over 4096 bytes, or not [recognized](Store::recognizes) by the store) are
+    /// skipped without I/O; of the rest, the first that names a live session wins, with at
+    /// most [`MAX_COOKIE_CANDIDATES`] loads. The decision depends only on the header and the
+    /// store, never on timing.
     #[must_use]
     pub fn lazy_from_cookie_headers<'h>(
         &self,
         headers: impl IntoIterator<Item = &'h str>,
     ) -> LazySession {
         let name = self.config().cookie_name();
-        let value = headers
-            .into_iter()
-            .flat_map(|h| cookie_values(h, name))
-            .find(|v| SessionKey::parse(v).is_ok());
-        self.lazy(value)
+        self.lazy_from_values(headers.into_iter().flat_map(|h| cookie_values(h, name)))
     }
 
-    /// Ends a request whose response has HTTP status `status`: saves the session if
-    /// needed and says what to do with the cookie.
+    fn lazy_from_values<'v>(&self, values: impl IntoIterator<Item = &'v str>) -> LazySession {
+        let mut candidates = Vec::new();
+        let mut rejected = false;
+        for value in values {
+            match SessionKey::parse(value) {
+                Ok(key) if candidates.len() < MAX_COOKIE_CANDIDATES => {
+                    if !candidates.contains(&key) {
+                        candidates.push(key);
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => rejected = true,
+            }
+        }
+        LazySession {
+            inner: Arc::new(LazyInner {
+                manager: self.clone(),
+                candidates,
+                rejected,
+                cell: OnceCell::new(),
+            }),
+        }
+    }
+
+    /// Ends a request whose response has HTTP status `status`: writes what needs writing
+    /// and says what to do with the cookie.
     ///
-    /// - nothing happens for a session the request never loaded, or when `status` is a
-    ///   server error (5xx);
-    /// - an empty session is deleted from the store and its cookie removed;
-    /// - a new, modified, flushed or cycled session is written, and the cookie set with
-    ///   `Max-Age`/`Expires` (none for a browser-session expiry);
-    /// - when another request of the same browser saved first (`Conflict`), the session is
-    ///   reloaded, this request's own changes are re-applied key by key, and the save is
-    ///   retried up to [`SessionConfig::conflict_retries`] times; but when a key this
-    ///   request read and then wrote was changed meanwhile, re-applying would lose that
-    ///   update, so the commit fails with [`Error::Conflict`] (retry the request);
-    /// - a session deleted meanwhile (`NotFound`, e.g. a logout in another tab) is not
-    ///   brought back: the cookie is removed;
-    /// - a rolling session ([`Expiry::OnInactivity`]) that was only read has its expiry
-    ///   moved with [`Store::touch`] (at most about once per hundredth of its window).
+    /// The decision is one plan computed from the session's state; every store transition
+    /// in it is conditional on the version the request loaded:
+    ///
+    /// - nothing happens for a session the request never loaded (except that a cookie no
+    ///   key of this store can have is removed), or when `status` is a server error (5xx);
+    /// - a new, modified or rolling session is written (`create`, compare-and-set `save`,
+    ///   `touch`) and its cookie set, with `Max-Age`/`Expires` unless it is a
+    ///   browser-session cookie;
+    /// - `cycle_key` stores the data under a fresh key, then [ends](Store::end) the old key
+    ///   at the loaded version; `flush`, or a session left empty, ends it the same way and
+    ///   removes the cookie;
+    /// - when another request of the same browser changed the session first (`Conflict`),
+    ///   the session is reloaded, this request's own changes are re-applied key by key
+    ///   ([updates](crate::Session::update) run again on the fresh values), and the plan
+    ///   is tried again, up to [`SessionConfig::conflict_retries`] times; but when a value
+    ///   this request read and then overwrote was changed meanwhile, re-applying would lose
+    ///   that update, so the commit fails with [`Error::Conflict`];
+    /// - when the session was ended or rotated elsewhere meanwhile (logout or login in
+    ///   another tab), or the request's cookie named a session ended moments ago (see
+    ///   [`SessionConfig::ended_grace`]), nothing is written, nothing is created, no cookie
+    ///   is sent, and [`Commit::writes_dropped`] says whether writes were lost;
+    /// - a cookie naming a session the store does not hold (unknown, expired) is removed,
+    ///   unless the request saved a new session, whose cookie replaces it.
     ///
     /// # Errors
     ///
-    /// Store errors, and [`Error::Conflict`] when a read-modify-write met a concurrent change
-    /// or the retries run out. The response should then be a server error (or the request
-    /// retried); the stored session is left as it was.
+    /// Store errors, and [`Error::Conflict`] when a read-modify-write met a concurrent
+    /// change or the retries ran out; errors of an [update](crate::Session::update) re-run
+    /// on fresh data. The response should then be a server error (or the request retried);
+    /// the stored session is left as it was.
     pub async fn commit(&self, lazy: &LazySession, status: u16) -> Result<Commit> {
         if status >= 500 {
             let vary_cookie = lazy.session().is_some_and(|s| s.is_accessed());
@@ -138,81 +171,93 @@ impl SessionManager {
         }
         let session = match lazy.session() {
             Some(s) => s.clone(),
-            None if self.config().save_every_request() && lazy.inner.client.is_some() => {
+            None if self.config().save_every_request() && !lazy.inner.candidates.is_empty() => {
                 lazy.load().await?
+            }
+            None if lazy.names_nothing_this_store_holds() => {
+                return Ok(Commit::remove(self.config()));
             }
             None => return Ok(Commit::keep(false)),
         };
-        let st = session.lock().snapshot();
-        let vary = st.accessed;
-        let store = self.store();
-
-        if let Some(old) = &st.flushed_key {
-            store.delete(old).await?;
-        }
-        if st.data.is_empty() {
-            let had_stored = st.key.is_some() || st.flushed_key.is_some();
-            if let Some(key) = &st.key {
-                store.delete(key).await?;
-            }
-            session.lock().committed(None, None);
-            return Ok(if had_stored {
-                Commit::remove(self.config())
-            } else {
-                Commit::keep(vary)
-            });
-        }
-
-        let now = OffsetDateTime::now_utc();
-        let mut record = Record {
-            data: st.data.clone(),
-            expiry: st.expiry,
-            expires_at: st.expires_at_if_saved_now(now),
-            version: st.version,
-        };
-        // The key the client holds from now on, the record stored under it and its version.
-        let (key, record, version) = match &st.key {
-            None => {
-                record.version = 0;
-                (store.create(&record).await?, record, 1)
-            }
-            Some(old) if st.cycle => {
-                record.version = 0;
-                let key = store.create(&record).await?;
-                store.delete(old).await?;
-                (key, record, 1)
-            }
-            Some(key) if st.modified || self.config().save_every_request() => {
-                match self.save_with_retries(key, &session, record).await? {
-                    Some((key, record)) => {
-                        // The store accepted the save, so the next version exists.
-                        let version = record.version.saturating_add(1);
-                        (key, record, version)
+        let mut attempt = 0;
+        loop {
+            let (plan, vary) = {
+                let st = session.lock();
+                (
+                    Plan::of(&st, self.config(), OffsetDateTime::now_utc()),
+                    st.accessed,
+                )
+            };
+            match self.perform(plan).await? {
+                Done::Wrote { key, record } => {
+                    let cookie = self
+                        .config()
+                        .set_cookie(key.as_str(), cookie_expiry(&record, self.config()));
+                    let version = record.version;
+                    session
+                        .lock()
+                        .committed(Some(key), Some((&record, version)));
+                    return Ok(Commit {
+                        cookie: CookieAction::Set(SetCookie(cookie)),
+                        vary_cookie: true,
+                        writes_dropped: false,
+                    });
+                }
+                Done::Touched { key, expires_at } => {
+                    let record = {
+                        let mut st = session.lock();
+                        st.expires_at = Some(expires_at);
+                        st.key = Some(key.clone());
+                        Record {
+                            data: st.data.clone(),
+                            expiry: st.expiry,
+                            expires_at,
+                            version: st.version,
+                        }
+                    };
+                    let cookie = self
+                        .config()
+                        .set_cookie(key.as_str(), cookie_expiry(&record, self.config()));
+                    return Ok(Commit {
+                        cookie: CookieAction::Set(SetCookie(cookie)),
+                        vary_cookie: true,
+                        writes_dropped: false,
+                    });
+                }
+                Done::Removed => {
+                    session.lock().committed(None, None);
+                    return Ok(Commit::remove(self.config()));
+                }
+                Done::Nothing { remove_cookie } => {
+                    return Ok(if remove_cookie {
+                        Commit::remove(self.config())
+                    } else {
+                        Commit::keep(vary)
+                    });
+                }
+                Done::EndedElsewhere { dropped } => {
+                    return Ok(self.ended_elsewhere(&session, dropped, vary));
+                }
+                Done::Changed { key } => {
+                    attempt += 1;
+                    if attempt > self.config().conflict_retries() {
+                        return Err(Error::Conflict);
                     }
-                    None => return Ok(self.gone(&session, key)),
+                    tracing::debug!(
+                        session = %key.storage_id().short(),
+                        attempt,
+                        "session changed concurrently; re-applying this request's changes"
+                    );
+                    match self.store().lookup(&key).await? {
+                        Lookup::Live(fresh) => rebase(&session, &key, fresh)?,
+                        Lookup::Ended | Lookup::Absent => {
+                            let dropped = session.lock().modified;
+                            return Ok(self.ended_elsewhere(&session, dropped, vary));
+                        }
+                    }
                 }
             }
-            Some(key) => match st.expiry {
-                Some(Expiry::OnInactivity(idle)) if self.touch_due(&st, &record, idle) => {
-                    match store.touch(key, record.expires_at).await {
-                        Ok(new_key) => (new_key, record, st.version),
-                        Err(Error::NotFound) => return Ok(self.gone(&session, key)),
-                        Err(e) => return Err(e),
-                    }
-                }
-                _ => return Ok(Commit::keep(vary)),
-            },
-        };
-        let cookie = self
-            .config()
-            .set_cookie(key.as_str(), self.cookie_expiry(&record));
-        session
-            .lock()
-            .committed(Some(key), Some((&record, version)));
-        Ok(Commit {
-            cookie: CookieAction::Set(SetCookie(cookie)),
-            vary_cookie: true,
-        })
+        }
     }
 
     /// Removes every expired session from the store (Django's `clearsessions`).
@@ -224,85 +269,91 @@ impl SessionManager {
         self.store().clear_expired().await
     }
 
-    async fn save_with_retries(
-        &self,
-        key: &SessionKey,
-        session: &Session,
-        mut record: Record,
-    ) -> Result<Option<(SessionKey, Record)>> {
-        let mut attempt = 0;
-        loop {
-            match self.store().save(key, &record).await {
-                Ok(new_key) => return Ok(Some((new_key, record))),
-                Err(Error::NotFound) => return Ok(None),
-                Err(Error::Conflict) if attempt < self.config().conflict_retries() => {
-                    attempt += 1;
-                    tracing::debug!(
-                        session = %key.storage_id().short(),
-                        attempt,
-                        "session changed concurrently; re-applying this request's changes"
-                    );
-                    let Some(fresh) = self.store().load(key).await? else {
-                        return Ok(None);
-                    };
-                    // The handler has finished: the live session holds this request's
-                    // changes, consulted only here, on the conflict path.
-                    let merged = {
-                        let st = session.lock();
-                        if st.would_lose_update(&fresh.data) {
-                            None
-                        } else {
-                            let expiry = if st.expiry_changed {
-                                st.expiry
-                            } else {
-                                fresh.expiry
-                            };
-                            Some((st.reapply(fresh.data), expiry))
-                        }
-                    };
-                    let Some((data, expiry)) = merged else {
-                        tracing::debug!(
-                            session = %key.storage_id().short(),
-                            "a key this request read and wrote changed concurrently"
-                        );
-                        return Err(Error::Conflict);
-                    };
-                    record.data = data;
-                    record.expiry = expiry;
-                    let now = OffsetDateTime::now_utc();
-                    let age = self.config().cookie_age();
-                    record.expires_at = record.expiry.map_or(now + age, |e| e.expires_at(now, age));
-                    record.version = fresh.version;
+    /// Performs the store I/O of one plan.
+    async fn perform(&self, plan: Plan) -> Result<Done> {
+        let store = self.store();
+        let ended = |e: Error, key: SessionKey| match e {
+            Error::Conflict => Ok(Done::Changed { key }),
+            Error::NotFound => Ok(Done::EndedElsewhere { dropped: true }),
+            e => Err(e),
+        };
+        match plan {
+            Plan::Nothing { remove_cookie } => Ok(Done::Nothing { remove_cookie }),
+            Plan::EndedElsewhere { dropped } => Ok(Done::EndedElsewhere { dropped }),
+            Plan::Create(record) => self.create(record).await,
+            Plan::Save { key, mut record } => match store.save(&key, &record).await {
+                Ok(key) => {
+                    record.version = record.next_version()?;
+                    Ok(Done::Wrote { key, record })
                 }
-                Err(e) => return Err(e),
+                Err(e) => ended(e, key),
+            },
+            Plan::Touch { key, expires_at } => match store.touch(&key, expires_at).await {
+                // A touch has no writes to lose, and changes neither data nor version.
+                Ok(key) => Ok(Done::Touched { key, expires_at }),
+                Err(Error::NotFound) => Ok(Done::EndedElsewhere { dropped: false }),
+                Err(e) => Err(e),
+            },
+            Plan::Cycle {
+                old,
+                version,
+                record,
+            } => {
+                // The new record exists before the old one ends: no moment without the data.
+                let Done::Wrote { key, record } = self.create(record).await? else {
+                    return Err(Error::codec("create answered without a key"));
+                };
+                match store.end(&old, version, self.remember_until()).await {
+                    Ok(()) => Ok(Done::Wrote { key, record }),
+                    Err(e) => {
+                        // Not the rotation that counts: the new key must not live on.
+                        store.delete(&key).await?;
+                        ended(e, old)
+                    }
+                }
+            }
+            Plan::End { key, version, then } => {
+                match store.end(&key, version, self.remember_until()).await {
+                    Ok(()) => match then {
+                        Some(record) => self.create(record).await,
+                        None => Ok(Done::Removed),
+                    },
+                    Err(e) => ended(e, key),
+                }
             }
         }
     }
 
-    /// A rolling session needs a touch once its expiry would move by more than a hundredth
-    /// of its window (at most a minute), so a burst of reads costs one write.
-    fn touch_due(&self, st: &State, record: &Record, idle: Duration) -> bool {
-        let threshold = (idle / 100_i32).min(Duration::minutes(1));
-        st.expires_at
-            .is_none_or(|prev| record.expires_at - prev >= threshold)
+    async fn create(&self, mut record: Record) -> Result<Done> {
+        record.version = 0;
+        let key = self.store().create(&record).await?;
+        record.version = 1;
+        Ok(Done::Wrote { key, record })
     }
 
-    /// The session was deleted by someone else meanwhile: do not bring it back.
-    fn gone(&self, session: &Session, key: &SessionKey) -> Commit {
-        tracing::debug!(
-            session = %key.storage_id().short(),
-            "session deleted concurrently; its changes are dropped"
-        );
-        session.lock().committed(None, None);
-        Commit::remove(self.config())
+    /// Until when an ended key is remembered.
+    fn remember_until(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.config().ended_grace()
     }
 
-    fn cookie_expiry(&self, record: &Record) -> Option<OffsetDateTime> {
-        let browser = match record.expiry {
-            Some(e) => e.is_browser_session(),
-            None => self.config().expire_at_browser_close(),
-        };
-        (!browser).then_some(record.expires_at)
+    /// The session was ended or rotated by a concurrent request: leave the cookie that
+    /// request set alone, and drop this request's writes.
+    fn ended_elsewhere(&self, session: &Session, dropped: bool, vary: bool) -> Commit {
+        if dropped {
+            tracing::info!(
+                "session ended or rotated by a concurrent request; this request's writes are dropped"
+            );
+        }
+        {
+            let mut st = session.lock();
+            st.committed(None, None);
+            st.ended_elsewhere = true;
+        }
+        Commit {
+            cookie: CookieAction::Keep,
+            vary_cookie: vary,
+            writes_dropped: dropped,
+        }
     }
 
     fn new_state(&self) -> State {
@@ -311,6 +362,52 @@ impl SessionManager {
             self.config().expire_at_browser_close(),
         )
     }
+}
+
+/// What performing a plan came to.
+enum Done {
+    /// `record` (with its stored version) now stands under `key`.
+    Wrote { key: SessionKey, record: Record },
+    /// A rolling session's expiry moved.
+    Touched {
+        key: SessionKey,
+        expires_at: OffsetDateTime,
+    },
+    /// The session ended; the cookie goes.
+    Removed,
+    /// Nothing written.
+    Nothing { remove_cookie: bool },
+    /// Ended or rotated by a concurrent request.
+    EndedElsewhere { dropped: bool },
+    /// The stored version under `key` moved: reload, re-apply, plan again.
+    Changed { key: SessionKey },
+}
+
+/// Re-applies this request's changes on `fresh`, the record now stored under `key`.
+fn rebase(session: &Session, key: &SessionKey, fresh: Record) -> Result<()> {
+    let mut st = session.lock();
+    if st.would_lose_update(&fresh.data) {
+        tracing::debug!(
+            session = %key.storage_id().short(),
+            "a value this request read and overwrote changed concurrently"
+        );
+        return Err(Error::Conflict);
+    }
+    if let Some((flushed, version)) = &mut st.flushed {
+        // A logout re-applied on newer data is the same logout.
+        if flushed == key {
+            *version = fresh.version;
+        }
+        return Ok(());
+    }
+    st.data = st.reapply(fresh.data.clone())?;
+    if !st.expiry_changed {
+        st.expiry = fresh.expiry;
+    }
+    st.base = fresh.data;
+    st.expires_at = Some(fresh.expires_at);
+    st.version = fresh.version;
+    Ok(())
 }
 
 impl fmt::Debug for SessionManager {
@@ -350,17 +447,24 @@ pub struct LazySession {
 
 struct LazyInner {
     manager: SessionManager,
-    client: Option<SessionKey>,
+    /// Well-formed values of the session cookie, in the order the request sent them.
+    candidates: Vec<SessionKey>,
+    /// The request sent a value of the session cookie that is no key at all.
+    rejected: bool,
     cell: OnceCell<Session>,
 }
 
 impl LazySession {
-    /// The session, loading it on first call (one store read when the client sent a key
-    /// the store could know; none otherwise). Later calls return a handle on the same
+    /// The session, loading it on first call; later calls return a handle on the same
     /// session (a clone shares its state).
     ///
-    /// A key the store does not know is never adopted: the request gets a fresh, empty
-    /// session, and a new key is issued if it is ever saved.
+    /// Of the values the request's cookie holds, those the store could never have issued
+    /// are skipped without I/O, and the first that names a live session wins (see
+    /// [`SessionManager::lazy_from_cookie_headers`]). A key the store does not know is never
+    /// adopted: the request gets a fresh, empty session, which is saved under a new key if
+    /// it is written to, and otherwise has its cookie removed at commit. A key that was
+    /// ended or rotated moments ago gives an empty session whose writes are dropped (see
+    /// [`Session::ended_elsewhere`]).
     ///
     /// # Errors
     ///
@@ -371,18 +475,29 @@ impl LazySession {
             .cell
             .get_or_try_init(|| async {
                 let manager = &self.inner.manager;
-                let state = manager.new_state();
-                let Some(key) = &self.inner.client else {
-                    return Ok(Session::from_state(state));
-                };
+                let mut state = manager.new_state();
                 let store = manager.store();
-                if store.capabilities().server_side && !key.is_generated_shape() {
-                    return Ok(Session::from_state(state));
+                let server_side = store.capabilities().server_side;
+                let mut ended = false;
+                for key in &self.inner.candidates {
+                    // A client-side store checks the value in `lookup` itself, without I/O.
+                    if server_side && !store.recognizes(key) {
+                        continue;
+                    }
+                    match store.lookup(key).await? {
+                        Lookup::Live(record) => {
+                            return Ok(Session::from_state(state.loaded(key.clone(), record)));
+                        }
+                        Lookup::Ended => ended = true,
+                        Lookup::Absent => {}
+                    }
                 }
-                Ok(Session::from_state(match store.load(key).await? {
-                    Some(record) => state.loaded(key.clone(), record),
-                    None => state,
-                }))
+                if ended {
+                    state.ended_elsewhere = true;
+                } else {
+                    state.stale_cookie = self.inner.rejected || !self.inner.candidates.is_empty();
+                }
+                Ok(Session::from_state(state))
             })
             .await
             .cloned()
@@ -397,14 +512,22 @@ impl LazySession {
     /// Whether the request carried a well-formed session key.
     #[must_use]
     pub fn has_client_key(&self) -> bool {
-        self.inner.client.is_some()
+        !self.inner.candidates.is_empty()
+    }
+
+    /// Whether the request sent the session cookie and none of its values could ever be a
+    /// key of this store: decided without I/O.
+    fn names_nothing_this_store_holds(&self) -> bool {
+        let store = self.inner.manager.store();
+        (self.inner.rejected || !self.inner.candidates.is_empty())
+            && !self.inner.candidates.iter().any(|k| store.recognizes(k))
     }
 }
 
 impl fmt::Debug for LazySession {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LazySession")
-            .field("client_key", &self.inner.client)
+            .field("candidates", &self.inner.candidates)
             .field("session", &self.inner.cell.get())
             .finish()
     }
@@ -419,6 +542,11 @@ pub struct Commit {
     /// Whether to add `Cookie` to the response's `Vary` header (the response depended on
     /// the session, or the cookie changes).
     pub vary_cookie: bool,
+    /// Whether this request's writes were dropped because a concurrent request of the same
+    /// browser ended or rotated the session (logout or login in another tab), or because
+    /// the request's cookie named a session ended moments ago. Nothing was written and no
+    /// cookie is sent, so the cookie that request set stays.
+    pub writes_dropped: bool,
 }
 
 impl Commit {
@@ -426,6 +554,7 @@ impl Commit {
         Self {
             cookie: CookieAction::Keep,
             vary_cookie,
+            writes_dropped: false,
         }
     }
 
@@ -433,8 +562,62 @@ impl Commit {
         Self {
             cookie: CookieAction::Remove(SetCookie(config.removal_cookie())),
             vary_cookie: true,
+            writes_dropped: false,
         }
     }
+
+    /// The `Cache-Control` the response needs, given the one the application set
+    /// (`existing`): a response that sets or removes the session cookie must not be stored
+    /// by a shared cache, or a proxy could hand one visitor's session to every other.
+    ///
+    /// - No cookie change: [`CacheControl::Leave`].
+    /// - No `Cache-Control` yet: [`CacheControl::Set`] with `private`.
+    /// - One that lets shared caches store the response (`public`, `s-maxage`) and no
+    ///   `private` or `no-store`: [`CacheControl::Set`] with `private` when
+    ///   [`SessionConfig::override_public_cache_control`] is on, otherwise
+    ///   [`CacheControl::Leave`] after a `warn` event.
+    /// - Anything else (the application chose): [`CacheControl::Leave`].
+    #[must_use]
+    pub fn cache_control(&self, existing: Option<&str>, config: &SessionConfig) -> CacheControl {
+        if matches!(self.cookie, CookieAction::Keep) {
+            return CacheControl::Leave;
+        }
+        let Some(existing) = existing else {
+            return CacheControl::Set("private");
+        };
+        let directives = || {
+            existing.split(',').map(|d| {
+                d.split('=')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+        };
+        let shared = directives().any(|d| d == "public" || d == "s-maxage");
+        let kept_out = directives().any(|d| d == "private" || d == "no-store");
+        if !shared || kept_out {
+            CacheControl::Leave
+        } else if config.override_public_cache_control() {
+            CacheControl::Set("private")
+        } else {
+            tracing::warn!(
+                cache_control = existing,
+                "a response that sets the session cookie is marked cacheable by shared caches"
+            );
+            CacheControl::Leave
+        }
+    }
+}
+
+/// What [`Commit::cache_control`] decided for the response's `Cache-Control` header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CacheControl {
+    /// Leave the header as it is (or absent).
+    Leave,
+    /// Set the header to this value, replacing any other.
+    Set(&'static str),
 }
 
 /// What to do with the session cookie.

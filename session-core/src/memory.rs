@@ -7,7 +7,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use crate::{Capabilities, Error, GENERATED_KEY_LEN, Record, Result, SessionKey, Store};
+use crate::{
+    Capabilities, Error, GENERATED_KEY_LEN, Lookup, Record, Result, SessionKey, Store,
+    create_with_fresh_keys,
+};
 
 /// The map key: a generated session key's own bytes (see [`SessionKey::generated_bytes`]).
 type Id = [u8; GENERATED_KEY_LEN];
@@ -36,7 +39,24 @@ type Id = [u8; GENERATED_KEY_LEN];
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryStore {
-    map: Arc<RwLock<HashMap<Id, Record>>>,
+    map: Arc<RwLock<HashMap<Id, Slot>>>,
+}
+
+/// What the map holds under a key.
+#[derive(Clone)]
+enum Slot {
+    Live(Record),
+    /// Ended by [`Store::end`], remembered until this instant.
+    Ended(OffsetDateTime),
+}
+
+impl Slot {
+    fn is_expired_at(&self, now: OffsetDateTime) -> bool {
+        match self {
+            Self::Live(r) => r.is_expired_at(now),
+            Self::Ended(until) => *until <= now,
+        }
+    }
 }
 
 impl MemoryStore {
@@ -46,7 +66,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    /// How many records the map holds, expired ones included.
+    /// How many records the map holds, expired ones and ended markers included.
     #[must_use]
     pub fn len(&self) -> usize {
         self.read(HashMap::len)
@@ -60,22 +80,22 @@ impl MemoryStore {
 
     // A panic while holding the lock cannot leave a record half-written (every write is a
     // single map operation), so a poisoned lock is safe to keep using.
-    fn read<T>(&self, f: impl FnOnce(&HashMap<Id, Record>) -> T) -> T {
+    fn read<T>(&self, f: impl FnOnce(&HashMap<Id, Slot>) -> T) -> T {
         f(&self.map.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn write<T>(&self, f: impl FnOnce(&mut HashMap<Id, Record>) -> T) -> T {
+    fn write<T>(&self, f: impl FnOnce(&mut HashMap<Id, Slot>) -> T) -> T {
         f(&mut self.map.write().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// The live (unexpired) record under `id`, mutably.
+    /// The live (unexpired, not ended) record under `id`, mutably.
     fn live<'m>(
-        map: &'m mut HashMap<Id, Record>,
+        map: &'m mut HashMap<Id, Slot>,
         id: &Id,
         now: OffsetDateTime,
     ) -> Result<&'m mut Record> {
         match map.get_mut(id) {
-            Some(r) if !r.is_expired_at(now) => Ok(r),
+            Some(Slot::Live(r)) if !r.is_expired_at(now) => Ok(r),
             _ => Err(Error::NotFound),
         }
     }
@@ -93,40 +113,47 @@ impl std::fmt::Debug for MemoryStore {
 impl Store for MemoryStore {
     async fn create(&self, record: &Record) -> Result<SessionKey> {
         let now = OffsetDateTime::now_utc();
-        loop {
-            let key = SessionKey::generate();
-            let Some(id) = key.generated_bytes() else {
-                continue;
+        create_with_fresh_keys("memory", |key| {
+            let stored = match key.generated_bytes() {
+                Some(id) => self.write(|map| match map.entry(id) {
+                    Entry::Occupied(e) if !e.get().is_expired_at(now) => false,
+                    Entry::Occupied(mut e) => {
+                        e.insert(Slot::Live(Record {
+                            version: 1,
+                            ..record.clone()
+                        }));
+                        true
+                    }
+                    Entry::Vacant(e) => {
+                        e.insert(Slot::Live(Record {
+                            version: 1,
+                            ..record.clone()
+                        }));
+                        true
+                    }
+                }),
+                None => false,
             };
-            let stored = self.write(|map| match map.entry(id) {
-                Entry::Occupied(mut e) if e.get().is_expired_at(now) => {
-                    e.insert(Record {
-                        version: 1,
-                        ..record.clone()
-                    });
-                    true
-                }
-                Entry::Occupied(_) => false,
-                Entry::Vacant(e) => {
-                    e.insert(Record {
-                        version: 1,
-                        ..record.clone()
-                    });
-                    true
-                }
-            });
-            if stored {
-                return Ok(key);
-            }
-        }
+            std::future::ready(Ok(stored))
+        })
+        .await
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.lookup(key).await.map(Lookup::into_live)
+    }
+
+    async fn lookup(&self, key: &SessionKey) -> Result<Lookup> {
         let Some(id) = key.generated_bytes() else {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         };
         let now = OffsetDateTime::now_utc();
-        Ok(self.read(|map| map.get(&id).filter(|r| !r.is_expired_at(now)).cloned()))
+        Ok(self.read(|map| match map.get(&id) {
+            Some(slot) if slot.is_expired_at(now) => Lookup::Absent,
+            Some(Slot::Live(r)) => Lookup::Live(r.clone()),
+            Some(Slot::Ended(_)) => Lookup::Ended,
+            None => Lookup::Absent,
+        }))
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
@@ -156,6 +183,23 @@ impl Store for MemoryStore {
         Ok(key.clone())
     }
 
+    async fn end(
+        &self,
+        key: &SessionKey,
+        version: u64,
+        remember_until: OffsetDateTime,
+    ) -> Result<()> {
+        let id = key.generated_bytes().ok_or(Error::InvalidKey)?;
+        let now = OffsetDateTime::now_utc();
+        self.write(|map| {
+            if Self::live(map, &id, now)?.version != version {
+                return Err(Error::Conflict);
+            }
+            map.insert(id, Slot::Ended(remember_until));
+            Ok(())
+        })
+    }
+
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         if let Some(id) = key.generated_bytes() {
             self.write(|map| map.remove(&id));
@@ -167,7 +211,7 @@ impl Store for MemoryStore {
         let now = OffsetDateTime::now_utc();
         let removed = self.write(|map| {
             let before = map.len();
-            map.retain(|_, r| !r.is_expired_at(now));
+            map.retain(|_, slot| !slot.is_expired_at(now));
             before - map.len()
         });
         Ok(u64::try_from(removed).unwrap_or(u64::MAX))

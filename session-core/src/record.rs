@@ -6,10 +6,42 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::{Error, Expiry, Result};
+use crate::{Error, Expiry, Lookup, Result};
 
 /// The session dictionary: string keys, JSON values (what Django's JSON serializer allows).
 pub type Data = serde_json::Map<String, serde_json::Value>;
+
+/// How deeply a session value may nest arrays and objects (a scalar has depth 0, `[1]`
+/// depth 1). The stored payload wraps values in two more levels, which keeps every
+/// accepted value well inside the JSON decoder's recursion limit (128): what a session
+/// accepts, every store loads back. Deeper values are refused when they are set, with
+/// [`Error::TooDeep`]; nesting depth is also a denial-of-service vector.
+pub const MAX_VALUE_DEPTH: usize = 64;
+
+/// Checks that `value` nests at most [`MAX_VALUE_DEPTH`] levels, without recursion (a
+/// hostile value cannot exhaust the stack here).
+///
+/// # Errors
+///
+/// [`Error::TooDeep`] for a deeper value.
+pub fn check_value_depth(value: &serde_json::Value) -> Result<()> {
+    use serde_json::Value;
+    let mut stack: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if depth >= MAX_VALUE_DEPTH {
+            return Err(Error::TooDeep {
+                limit: MAX_VALUE_DEPTH,
+            });
+        }
+        stack.extend(children.map(|c| (c, depth + 1)));
+    }
+    Ok(())
+}
 
 /// One stored session.
 ///
@@ -110,6 +142,11 @@ impl Record {
     /// [`Error::Codec`] for bytes that are not a payload; never a panic.
     pub fn decode_payload(bytes: &[u8], expires_at: OffsetDateTime, version: u64) -> Result<Self> {
         let payload: PayloadOwned = serde_json::from_slice(bytes).map_err(Error::codec)?;
+        // A policy no session could have set (only corruption or forgery writes one) is
+        // unreadable, so the record loads as absent, as an expired one does.
+        if let Some(e) = &payload.expiry {
+            e.check().map_err(Error::codec)?;
+        }
         Ok(Self {
             data: Arc::new(payload.data),
             expiry: payload.expiry,
@@ -136,13 +173,32 @@ impl Record {
         Ok(out)
     }
 
+    /// The framed form of an *ended marker*: a bare header with version 0 and
+    /// `expires_at = remember_until`, no payload. A store that keeps bytes writes it in
+    /// place of a record that [`Store::end`](crate::Store::end) ended, so that
+    /// [`Lookup::decode_framed`] answers [`Lookup::Ended`] until `remember_until`.
+    #[must_use]
+    pub fn encode_ended_marker(remember_until: OffsetDateTime) -> Vec<u8> {
+        let mut out = Vec::with_capacity(FrameHeader::LEN);
+        FrameHeader {
+            version: 0,
+            expires_at: remember_until,
+        }
+        .write(&mut out);
+        out
+    }
+
     /// Decodes bytes written by [`encode_framed`](Self::encode_framed).
     ///
     /// # Errors
     ///
-    /// [`Error::Codec`] for a missing or foreign header or a corrupt payload.
+    /// [`Error::Codec`] for a missing or foreign header, a corrupt payload, or an
+    /// [ended marker](Self::encode_ended_marker) (which holds no record).
     pub fn decode_framed(bytes: &[u8]) -> Result<Self> {
         let header = FrameHeader::read(bytes)?;
+        if header.is_ended_marker() && bytes.len() == FrameHeader::LEN {
+            return Err(Error::codec("an ended marker holds no record"));
+        }
         Self::decode_payload(
             &bytes[FrameHeader::LEN..],
             header.expires_at,
@@ -202,11 +258,44 @@ impl FrameHeader {
         })
     }
 
+    /// Whether this header has the version of an [ended
+    /// marker](Record::encode_ended_marker), 0: records a store writes have version 1 or
+    /// more. (A marker is exactly such a header, with no payload after it.)
+    #[must_use]
+    pub fn is_ended_marker(&self) -> bool {
+        self.version == 0
+    }
+
     /// Appends the header to `out`.
     pub fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&Self::MAGIC);
         out.extend_from_slice(&self.version.to_be_bytes());
         out.extend_from_slice(&unix_millis(self.expires_at).to_be_bytes());
+    }
+}
+
+impl Lookup {
+    /// What framed bytes (a [record](Record::encode_framed) or an
+    /// [ended marker](Record::encode_ended_marker)) stand for at `now`: a live record, an
+    /// ended session still remembered, or nothing (expired either way).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] for bytes that are neither (the store logs and removes them).
+    pub fn decode_framed(bytes: &[u8], now: OffsetDateTime) -> Result<Self> {
+        let header = FrameHeader::read(bytes)?;
+        if header.expires_at <= now {
+            return Ok(Self::Absent);
+        }
+        if header.is_ended_marker() && bytes.len() == FrameHeader::LEN {
+            return Ok(Self::Ended);
+        }
+        Record::decode_payload(
+            &bytes[FrameHeader::LEN..],
+            header.expires_at,
+            header.version,
+        )
+        .map(Self::Live)
     }
 }
 
@@ -340,6 +429,66 @@ mod tests {
         let bytes = r.encode_framed().expect("encodes");
         assert!(bytes.len() > 1 << 20);
         assert_eq!(Record::decode_framed(&bytes).expect("decodes").data, r.data);
+    }
+
+    #[test]
+    fn depth_is_counted_without_recursion_and_bounded() {
+        fn nested(depth: usize) -> serde_json::Value {
+            let mut v = json!(0);
+            for i in 0..depth {
+                v = if i % 2 == 0 {
+                    json!([v])
+                } else {
+                    json!({ "k": v })
+                };
+            }
+            v
+        }
+        assert!(check_value_depth(&json!("flat")).is_ok());
+        assert!(check_value_depth(&nested(MAX_VALUE_DEPTH)).is_ok());
+        assert!(matches!(
+            check_value_depth(&nested(MAX_VALUE_DEPTH + 1)),
+            Err(Error::TooDeep { .. })
+        ));
+        // Far deeper than any recursive walk would survive.
+        assert!(check_value_depth(&nested(300)).is_err());
+        // The deepest accepted value, wrapped as a payload, still decodes.
+        let mut data = Data::new();
+        data.insert("deep".into(), nested(MAX_VALUE_DEPTH));
+        let r = Record::new(data, OffsetDateTime::now_utc() + time::Duration::hours(1));
+        let back = Record::decode_framed(&r.encode_framed().expect("encodes")).expect("decodes");
+        assert_eq!(back.data, r.data);
+    }
+
+    #[test]
+    fn ended_markers_decode_as_ended_until_they_expire() {
+        let now = OffsetDateTime::now_utc();
+        let marker = Record::encode_ended_marker(now + time::Duration::seconds(30));
+        assert!(matches!(
+            Lookup::decode_framed(&marker, now),
+            Ok(Lookup::Ended)
+        ));
+        assert!(matches!(
+            Lookup::decode_framed(&marker, now + time::Duration::seconds(31)),
+            Ok(Lookup::Absent)
+        ));
+        assert!(Record::decode_framed(&marker).is_err());
+        let live = sample().encode_framed().expect("encodes");
+        assert!(matches!(
+            Lookup::decode_framed(&live, now),
+            Ok(Lookup::Live(r)) if r.version == 7
+        ));
+    }
+
+    #[test]
+    fn a_stored_expiry_out_of_range_does_not_decode() {
+        let mut r = sample();
+        r.expiry = Some(Expiry::OnInactivity(time::Duration::days(100_000)));
+        let bytes = r.encode_framed().expect("encodes");
+        assert!(matches!(
+            Record::decode_framed(&bytes),
+            Err(Error::Codec(_))
+        ));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
-use crate::{Data, Error, Expiry, Record, Result, SessionKey};
+use crate::{Data, Error, Expiry, Record, Result, SessionKey, check_value_depth};
 
 /// The key [`Session::set_test_cookie`] writes (Django's `TEST_COOKIE_NAME`).
 pub const TEST_COOKIE_NAME: &str = "testcookie";
@@ -57,8 +57,44 @@ pub struct Session {
     state: Arc<Mutex<State>>,
 }
 
-/// A change this request made to one key: `Some` set it, `None` removed it.
-type Changes = HashMap<String, Option<Value>>;
+/// A read-modify-write recorded by [`Session::update`], applied again to the freshest
+/// stored value when the commit meets a concurrent change.
+type UpdateFn = dyn Fn(Option<&Value>) -> Result<Value> + Send + Sync;
+
+/// What this request did to one key, for re-applying it to a newer stored dictionary.
+#[derive(Clone, Default)]
+pub(crate) struct Change {
+    /// `Some(Some(v))`: set to `v`; `Some(None)`: removed; `None`: neither (only updates),
+    /// so the updates apply to whatever the store holds.
+    set: Option<Option<Value>>,
+    /// Updates applied after `set`, in order.
+    updates: Vec<Arc<UpdateFn>>,
+}
+
+impl Change {
+    /// Whether re-applying this change depends on nothing this request read: a change
+    /// made only of updates is a function of the stored value.
+    fn is_update_only(&self) -> bool {
+        self.set.is_none()
+    }
+
+    /// This change applied to `stored` (the value a newer record holds): `None` removes
+    /// the key.
+    fn apply(&self, stored: Option<&Value>) -> Result<Option<Value>> {
+        let mut value = match &self.set {
+            Some(v) => v.clone(),
+            None => stored.cloned(),
+        };
+        for f in &self.updates {
+            let next = f(value.as_ref())?;
+            check_value_depth(&next)?;
+            value = Some(next);
+        }
+        Ok(value)
+    }
+}
+
+type Changes = HashMap<String, Change>;
 
 pub(crate) struct State {
     /// The key the session was loaded under (`None` for a new session).
@@ -74,17 +110,27 @@ pub(crate) struct State {
     pub(crate) changes: Changes,
     /// Keys whose stored value this request read (before writing them).
     pub(crate) observed: HashSet<String>,
-    /// A whole-dictionary read (`keys`, `len`, `iter`, ...) observed every key.
+    /// Keys whose presence (not value) this request read (`contains_key`).
+    pub(crate) observed_presence: HashSet<String>,
+    /// The set of keys was read (`keys`, `len`, `is_empty`), not the values.
+    pub(crate) observed_keyset: bool,
+    /// A whole-dictionary read of the values (`values`, `iter`, `snapshot`).
     pub(crate) observed_all: bool,
     /// `clear` (or `flush`) ran: the changes apply to an empty dictionary.
     pub(crate) cleared: bool,
     pub(crate) expiry_changed: bool,
     pub(crate) modified: bool,
     pub(crate) accessed: bool,
-    /// `flush` ran: the stored session is deleted at commit.
-    pub(crate) flushed_key: Option<SessionKey>,
+    /// `flush` ran: the stored session (key, loaded version) is ended at commit.
+    pub(crate) flushed: Option<(SessionKey, u64)>,
     /// `cycle_key` ran: the data moves to a new key at commit.
     pub(crate) cycle: bool,
+    /// The request's cookie named a session ended elsewhere moments ago (rotated or logged
+    /// out by a concurrent request): nothing is read, written, or set as cookie.
+    pub(crate) ended_elsewhere: bool,
+    /// The request's cookie named no session this store holds (unknown, expired, or a
+    /// value it could never issue): the cookie is removed unless a new session is saved.
+    pub(crate) stale_cookie: bool,
     pub(crate) default_age: Duration,
     pub(crate) browser_close_default: bool,
 }
@@ -100,13 +146,17 @@ impl State {
             base: Arc::new(Data::new()),
             changes: Changes::new(),
             observed: HashSet::new(),
+            observed_presence: HashSet::new(),
+            observed_keyset: false,
             observed_all: false,
             cleared: false,
             expiry_changed: false,
             modified: false,
             accessed: false,
-            flushed_key: None,
+            flushed: None,
             cycle: false,
+            ended_elsewhere: false,
+            stale_cookie: false,
             default_age,
             browser_close_default,
         }
@@ -123,12 +173,34 @@ impl State {
     }
 
     /// Whether re-applying this request's changes on top of `fresh` (a newer stored
-    /// dictionary) would lose an update: a key this request read and then wrote was changed
-    /// by someone else since this request loaded it. Blind writes (a key written without
-    /// being read first) never count: the last writer wins for them.
+    /// dictionary) would lose an update: something this request read, and based a write on,
+    /// was changed by someone else since this request loaded it.
+    ///
+    /// What counts is what was actually observed: a key's value (`get`), its presence
+    /// (`contains_key`), the set of keys (`keys`, `len`, `is_empty`) or everything
+    /// (`values`, `iter`). Blind writes (a key written without being read first) and
+    /// [`Session::update`]s never count: the last writer wins for the former, and the
+    /// latter are applied again to the fresh value.
     pub(crate) fn would_lose_update(&self, fresh: &Data) -> bool {
-        self.changes.keys().any(|k| {
-            (self.observed_all || self.observed.contains(k)) && self.base.get(k) != fresh.get(k)
+        let mut writes = self
+            .changes
+            .iter()
+            .filter(|(_, c)| !c.is_update_only())
+            .map(|(k, _)| k)
+            .peekable();
+        if writes.peek().is_none() && !self.cleared {
+            return false;
+        }
+        if self.observed_all && *self.base != *fresh {
+            return true;
+        }
+        if self.observed_keyset && !self.base.keys().eq(fresh.keys()) {
+            return true;
+        }
+        writes.any(|k| {
+            (self.observed.contains(k) && self.base.get(k) != fresh.get(k))
+                || (self.observed_presence.contains(k)
+                    && self.base.contains_key(k) != fresh.contains_key(k))
         })
     }
 
@@ -140,32 +212,20 @@ impl State {
         }
     }
 
-    /// Everything the commit needs, without the per-key change and read tracking (which
-    /// only a conflict needs, and which the commit then reads from the live session).
-    pub(crate) fn snapshot(&self) -> Self {
-        Self {
-            key: self.key.clone(),
-            data: self.data.clone(),
-            expiry: self.expiry,
-            expires_at: self.expires_at,
-            version: self.version,
-            base: self.base.clone(),
-            changes: Changes::new(),
-            observed: HashSet::new(),
-            observed_all: self.observed_all,
-            cleared: self.cleared,
-            expiry_changed: self.expiry_changed,
-            modified: self.modified,
-            accessed: self.accessed,
-            flushed_key: self.flushed_key.clone(),
-            cycle: self.cycle,
-            default_age: self.default_age,
-            browser_close_default: self.browser_close_default,
+    /// Records that this request read whether `key` is present.
+    fn observe_presence(&mut self, key: &str) {
+        self.accessed = true;
+        if !self.changes.contains_key(key) && !self.observed_presence.contains(key) {
+            self.observed_presence.insert(key.to_owned());
         }
     }
 
     /// Applies this request's changes on top of `base` (a newer stored dictionary).
-    pub(crate) fn reapply(&self, base: Arc<Data>) -> Arc<Data> {
+    ///
+    /// # Errors
+    ///
+    /// What an [update](Session::update) fails with on the newer value.
+    pub(crate) fn reapply(&self, base: Arc<Data>) -> Result<Arc<Data>> {
         let mut data = if self.cleared {
             Arc::new(Data::new())
         } else {
@@ -174,21 +234,20 @@ impl State {
         if !self.changes.is_empty() {
             let map = Arc::make_mut(&mut data);
             for (k, change) in &self.changes {
-                match change {
-                    Some(v) => map.insert(k.clone(), v.clone()),
+                match change.apply(map.get(k))? {
+                    Some(v) => map.insert(k.clone(), v),
                     None => map.remove(k),
                 };
             }
         }
-        data
+        Ok(data)
     }
 
     /// The expiry instant of a record saved now.
     pub(crate) fn expires_at_if_saved_now(&self, now: OffsetDateTime) -> OffsetDateTime {
-        match self.expiry {
-            Some(e) => e.expires_at(now, self.default_age),
-            None => now + self.default_age,
-        }
+        self.expiry
+            .unwrap_or(Expiry::BrowserSession)
+            .expires_at(now, self.default_age)
     }
 
     pub(crate) fn is_browser_session(&self) -> bool {
@@ -215,18 +274,27 @@ impl State {
         }
         self.changes.clear();
         self.observed.clear();
+        self.observed_presence.clear();
+        self.observed_keyset = false;
         self.observed_all = false;
         self.cleared = false;
         self.expiry_changed = false;
         self.modified = false;
-        self.flushed_key = None;
+        self.flushed = None;
         self.cycle = false;
+        self.stale_cookie = false;
     }
 
     fn set(&mut self, key: String, value: Value) -> Option<Value> {
         self.accessed = true;
         self.modified = true;
-        self.changes.insert(key.clone(), Some(value.clone()));
+        self.changes.insert(
+            key.clone(),
+            Change {
+                set: Some(Some(value.clone())),
+                updates: Vec::new(),
+            },
+        );
         Arc::make_mut(&mut self.data).insert(key, value)
     }
 
@@ -236,8 +304,30 @@ impl State {
             return None;
         }
         self.modified = true;
-        self.changes.insert(key.to_owned(), None);
+        self.changes.insert(
+            key.to_owned(),
+            Change {
+                set: Some(None),
+                updates: Vec::new(),
+            },
+        );
         Arc::make_mut(&mut self.data).remove(key)
+    }
+
+    /// Applies `f` to the current value of `key` now, and records it to be applied again
+    /// to the freshest stored value if the commit meets a concurrent change.
+    fn update(&mut self, key: &str, f: Arc<UpdateFn>) -> Result<Value> {
+        self.accessed = true;
+        let next = f(self.data.get(key))?;
+        check_value_depth(&next)?;
+        self.modified = true;
+        self.changes
+            .entry(key.to_owned())
+            .or_default()
+            .updates
+            .push(f);
+        Arc::make_mut(&mut self.data).insert(key.to_owned(), next.clone());
+        Ok(next)
     }
 }
 
@@ -254,11 +344,20 @@ impl Session {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A read of the whole dictionary: it observes every key.
+    /// A read of the whole dictionary: it observes every key and value.
     fn read<T>(&self, f: impl FnOnce(&Data) -> T) -> T {
         let mut st = self.lock();
         st.accessed = true;
         st.observed_all = true;
+        f(&st.data)
+    }
+
+    /// A read of the set of keys only: a concurrent change of a value does not matter to
+    /// it, a key added or removed does.
+    fn read_keys<T>(&self, f: impl FnOnce(&Data) -> T) -> T {
+        let mut st = self.lock();
+        st.accessed = true;
+        st.observed_keyset = true;
         f(&st.data)
     }
 
@@ -291,15 +390,68 @@ impl Session {
     /// # Errors
     ///
     /// [`Error::Codec`] if `value` does not serialize to JSON (e.g. a map with non-string
-    /// keys); the session is then unchanged.
+    /// keys), [`Error::TooDeep`] if it nests deeper than
+    /// [`MAX_VALUE_DEPTH`](crate::MAX_VALUE_DEPTH); the session is then unchanged.
     pub fn insert<T: Serialize>(&self, key: impl Into<String>, value: T) -> Result<Option<Value>> {
         let value = serde_json::to_value(value).map_err(Error::codec)?;
-        Ok(self.insert_value(key, value))
+        self.insert_value(key, value)
     }
 
     /// Sets `key` to a raw JSON value and returns the previous one.
-    pub fn insert_value(&self, key: impl Into<String>, value: Value) -> Option<Value> {
-        self.lock().set(key.into(), value)
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TooDeep`] if `value` nests deeper than
+    /// [`MAX_VALUE_DEPTH`](crate::MAX_VALUE_DEPTH); the session is then unchanged.
+    pub fn insert_value(&self, key: impl Into<String>, value: Value) -> Result<Option<Value>> {
+        check_value_depth(&value)?;
+        Ok(self.lock().set(key.into(), value))
+    }
+
+    /// Replaces the value under `key` by `f(current value)` and returns the new value: a
+    /// read-modify-write that never conflicts.
+    ///
+    /// `f` runs now, on the value this request loaded, so the handler sees the result at
+    /// once; and when another request of the same browser saved first, the commit runs `f`
+    /// again on the freshest stored value instead of failing. Two concurrent increments of
+    /// a counter therefore both land (a `get` followed by an `insert` of the same key would
+    /// instead make one of them fail with [`Error::Conflict`], because re-applying its
+    /// write would lose the other's). `f` may run several times: keep it a pure function
+    /// of its argument.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Codec`] if the current value does not deserialize as `T` or the new one
+    /// does not serialize; [`Error::TooDeep`]. The session is then unchanged. At commit,
+    /// the same errors from a re-run fail the commit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use session_core::{MemoryStore, SessionConfig, SessionManager};
+    /// use std::sync::Arc;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), session_core::Error> {
+    /// let manager = SessionManager::new(Arc::new(MemoryStore::new()), SessionConfig::default());
+    /// let session = manager.lazy(None).load().await?;
+    /// let visits = session.update("visits", |n: Option<u64>| n.unwrap_or(0) + 1)?;
+    /// assert_eq!(visits, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn update<T, F>(&self, key: &str, f: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: Fn(Option<T>) -> T + Send + Sync + 'static,
+    {
+        let apply: Arc<UpdateFn> = Arc::new(move |current: Option<&Value>| {
+            let current = current
+                .map(|v| T::deserialize(v).map_err(Error::codec))
+                .transpose()?;
+            serde_json::to_value(f(current)).map_err(Error::codec)
+        });
+        let next = self.lock().update(key, apply)?;
+        serde_json::from_value(next).map_err(Error::codec)
     }
 
     /// Removes `key` and returns its value (Django `pop`). Removing an absent key does not
@@ -323,13 +475,15 @@ impl Session {
     /// Whether `key` is set (Django `key in session`).
     #[must_use]
     pub fn contains_key(&self, key: &str) -> bool {
-        self.read_key(key, |v| v.is_some())
+        let mut st = self.lock();
+        st.observe_presence(key);
+        st.data.contains_key(key)
     }
 
     /// The keys, in order.
     #[must_use]
     pub fn keys(&self) -> Vec<String> {
-        self.read(|d| d.keys().cloned().collect())
+        self.read_keys(|d| d.keys().cloned().collect())
     }
 
     /// The values, in key order.
@@ -360,14 +514,14 @@ impl Session {
     /// How many entries there are.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.read(Data::len)
+        self.read_keys(Data::len)
     }
 
     /// Whether there are no entries. At commit, an empty session is deleted from the store
     /// and its cookie removed.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.read(Data::is_empty)
+        self.read_keys(Data::is_empty)
     }
 
     /// Removes every entry, keeping the key (Django `clear`).
@@ -426,7 +580,7 @@ impl Session {
         st.accessed = true;
         st.modified = true;
         if let Some(key) = st.key.take() {
-            st.flushed_key = Some(key);
+            st.flushed = Some((key, st.version));
         }
         st.data = Arc::new(Data::new());
         st.changes.clear();
@@ -447,13 +601,25 @@ impl Session {
     }
 
     /// Overrides the configured expiry for this session; `None` returns to the configured
-    /// policy (Django `set_expiry`).
-    pub fn set_expiry(&self, expiry: Option<Expiry>) {
+    /// policy (Django `set_expiry`). Setting the policy the session already has changes
+    /// nothing (no write, no new cookie).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ExpiryOutOfRange`] for a policy no session can hold (see
+    /// [`Expiry::check`]); the session is then unchanged.
+    pub fn set_expiry(&self, expiry: Option<Expiry>) -> Result<()> {
+        if let Some(e) = &expiry {
+            e.check()?;
+        }
         let mut st = self.lock();
         st.accessed = true;
-        st.modified = true;
-        st.expiry = expiry;
-        st.expiry_changed = true;
+        if st.expiry != expiry {
+            st.modified = true;
+            st.expiry = expiry;
+            st.expiry_changed = true;
+        }
+        Ok(())
     }
 
     /// The per-session expiry override, if any.
@@ -485,7 +651,8 @@ impl Session {
 
     /// Sets the test entry, to check on the next request that the browser keeps cookies.
     pub fn set_test_cookie(&self) {
-        self.insert_value(TEST_COOKIE_NAME, Value::from(TEST_COOKIE_VALUE));
+        self.lock()
+            .set(TEST_COOKIE_NAME.to_owned(), Value::from(TEST_COOKIE_VALUE));
     }
 
     /// Whether the test entry set on an earlier request came back.
@@ -519,6 +686,15 @@ impl Session {
     #[must_use]
     pub fn key(&self) -> Option<SessionKey> {
         self.lock().key.clone()
+    }
+
+    /// Whether the request's cookie named a session that a concurrent request of the same
+    /// browser ended or rotated moments ago. Such a session reads as empty, and nothing
+    /// written to it is kept: the commit drops the writes and leaves the cookie alone (see
+    /// [`Commit::writes_dropped`](crate::Commit::writes_dropped)).
+    #[must_use]
+    pub fn ended_elsewhere(&self) -> bool {
+        self.lock().ended_elsewhere
     }
 
     /// The stored version this request's data is based on (0 for a new session).

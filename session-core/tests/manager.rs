@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::json;
 use session_core::{
-    Capabilities, CookieAction, Error, Expiry, LazySession, MemoryStore, Record, Result,
+    Capabilities, CookieAction, Error, Expiry, LazySession, Lookup, MemoryStore, Record, Result,
     SessionConfig, SessionKey, SessionManager, Store, async_trait,
 };
 use time::{Duration, OffsetDateTime};
@@ -46,6 +46,14 @@ impl Store for Switchable {
     async fn load(&self, k: &SessionKey) -> Result<Option<Record>> {
         self.check()?;
         self.inner.load(k).await
+    }
+    async fn lookup(&self, k: &SessionKey) -> Result<Lookup> {
+        self.check()?;
+        self.inner.lookup(k).await
+    }
+    async fn end(&self, k: &SessionKey, version: u64, until: OffsetDateTime) -> Result<()> {
+        self.check()?;
+        self.inner.end(k, version, until).await
     }
     async fn save(&self, k: &SessionKey, r: &Record) -> Result<SessionKey> {
         self.check()?;
@@ -200,7 +208,12 @@ async fn unknown_malformed_and_oversized_cookies_get_a_fresh_session_and_store_n
         let s = lazy.load().await.expect("never an error page");
         assert!(s.is_empty() && s.key().is_none(), "{cookie:.20}");
         let commit = m.commit(&lazy, 200).await.expect("commit");
-        assert_eq!(commit.cookie, CookieAction::Keep, "{cookie:.20}");
+        // A cookie naming nothing this store holds is removed, not kept to cost a read on
+        // every request.
+        assert!(
+            matches!(commit.cookie, CookieAction::Remove(_)),
+            "{cookie:.20}: {commit:?}"
+        );
     }
     assert!(
         store.inner.is_empty(),
@@ -305,7 +318,11 @@ async fn emptied_session_is_deleted_and_its_cookie_removed() {
         panic!("{commit:?}")
     };
     assert!(c.as_str().starts_with("sessionid=;") && c.as_str().contains("Max-Age=0"));
-    assert!(store.inner.is_empty());
+    let key = SessionKey::parse(&key).expect("key");
+    assert_eq!(
+        store.inner.lookup(&key).await.expect("lookup"),
+        Lookup::Ended
+    );
 }
 
 #[tokio::test]
@@ -322,7 +339,11 @@ async fn flush_deletes_the_stored_session_and_removes_the_cookie() {
         matches!(commit.cookie, CookieAction::Remove(_)),
         "{commit:?}"
     );
-    assert!(store.inner.is_empty());
+    let ended = SessionKey::parse(&key).expect("key");
+    assert_eq!(
+        store.inner.lookup(&ended).await.expect("lookup"),
+        Lookup::Ended
+    );
     // The old key is dead.
     let replay = request(&m, Some(&key));
     assert!(replay.load().await.expect("load").is_empty());
@@ -338,7 +359,11 @@ async fn flush_then_write_starts_a_new_session_under_a_new_key() {
     s.insert("message", "logged out").expect("insert");
     let new_key = value_of(&m.commit(&lazy, 200).await.expect("commit").cookie);
     assert_ne!(new_key, key);
-    assert_eq!(store.inner.len(), 1);
+    let ended = SessionKey::parse(&key).expect("key");
+    assert_eq!(
+        store.inner.lookup(&ended).await.expect("lookup"),
+        Lookup::Ended
+    );
     let r = request(&m, Some(&new_key));
     let s = r.load().await.expect("load");
     assert_eq!(
@@ -358,7 +383,12 @@ async fn cycle_key_keeps_the_data_under_a_new_key() {
     s.insert("user", "ada").expect("insert");
     let new = value_of(&m.commit(&login, 200).await.expect("commit").cookie);
     assert_ne!(new, old);
-    assert_eq!(store.inner.len(), 1, "the old session is deleted");
+    let ended = SessionKey::parse(&old).expect("key");
+    assert_eq!(
+        store.inner.lookup(&ended).await.expect("lookup"),
+        Lookup::Ended,
+        "the old session is ended"
+    );
     assert!(
         request(&m, Some(&old))
             .load()
@@ -390,7 +420,7 @@ async fn browser_session_expiry_sets_no_max_age() {
         let lazy = request(&m, None);
         let s = lazy.load().await.expect("load");
         s.insert("n", 1).expect("insert");
-        s.set_expiry(expiry);
+        s.set_expiry(expiry).expect("in range");
         assert!(s.expires_at_browser_close());
         let commit = m.commit(&lazy, 200).await.expect("commit");
         let CookieAction::Set(c) = &commit.cookie else {
@@ -412,7 +442,8 @@ async fn at_date_time_expiry_sets_that_instant() {
     let lazy = request(&m, None);
     let s = lazy.load().await.expect("load");
     s.insert("n", 1).expect("insert");
-    s.set_expiry(Some(Expiry::AtDateTime(at)));
+    s.set_expiry(Some(Expiry::AtDateTime(at)))
+        .expect("in range");
     assert!((s.expiry_date() - at).abs() < Duration::seconds(1));
     let commit = m.commit(&lazy, 200).await.expect("commit");
     let CookieAction::Set(c) = &commit.cookie else {
@@ -437,7 +468,8 @@ async fn rolling_expiry_touches_on_read_and_resets_the_cookie() {
     let lazy = request(&m, None);
     let s = lazy.load().await.expect("load");
     s.insert("n", 1).expect("insert");
-    s.set_expiry(Some(Expiry::OnInactivity(Duration::seconds(2))));
+    s.set_expiry(Some(Expiry::OnInactivity(Duration::seconds(2))))
+        .expect("in range");
     let key = value_of(&m.commit(&lazy, 200).await.expect("commit").cookie);
     let k = SessionKey::parse(&key).expect("key");
     let first = store
@@ -613,11 +645,14 @@ async fn a_logout_racing_a_save_is_not_undone() {
     logout.load().await.expect("load").flush();
     m.commit(&logout, 200).await.expect("logout");
     let commit = m.commit(&slow, 200).await.expect("slow request");
-    assert!(
-        matches!(commit.cookie, CookieAction::Remove(_)),
-        "{commit:?}"
+    // The logout's own response removed the cookie; this one must not set it again.
+    assert_eq!(commit.cookie, CookieAction::Keep, "{commit:?}");
+    assert!(commit.writes_dropped);
+    let key = SessionKey::parse(&key).expect("key");
+    assert_eq!(
+        store.inner.lookup(&key).await.expect("lookup"),
+        Lookup::Ended
     );
-    assert!(store.inner.is_empty(), "the session came back");
 }
 
 #[tokio::test]
@@ -637,6 +672,9 @@ async fn conflict_retries_are_bounded() {
         }
         async fn touch(&self, k: &SessionKey, at: OffsetDateTime) -> Result<SessionKey> {
             self.0.touch(k, at).await
+        }
+        async fn end(&self, k: &SessionKey, v: u64, until: OffsetDateTime) -> Result<()> {
+            self.0.end(k, v, until).await
         }
         async fn delete(&self, k: &SessionKey) -> Result<()> {
             self.0.delete(k).await
@@ -755,8 +793,46 @@ async fn a_whole_dictionary_read_makes_every_write_a_read_modify_write() {
         .insert("items", json!([1, 2]))
         .expect("insert");
     let sb = b.load().await.expect("load");
-    let count = sb.len();
+    let count = sb.values().len();
     sb.insert("items", json!(vec![0; count])).expect("insert");
     m.commit(&a, 200).await.expect("a");
     assert!(matches!(m.commit(&b, 200).await, Err(Error::Conflict)));
+}
+
+#[tokio::test]
+async fn reading_only_the_set_of_keys_does_not_conflict_with_a_changed_value() {
+    let (store, m) = setup(SessionConfig::default());
+    let key = stored(&m, "items", json!([1])).await;
+    let a = request(&m, Some(&key));
+    let b = request(&m, Some(&key));
+    a.load()
+        .await
+        .expect("load")
+        .insert("items", json!([1, 2]))
+        .expect("insert");
+    let sb = b.load().await.expect("load");
+    let (n, names, empty) = (sb.len(), sb.keys(), sb.is_empty());
+    sb.insert("seen", json!([n, names, empty])).expect("insert");
+    m.commit(&a, 200).await.expect("a");
+    m.commit(&b, 200)
+        .await
+        .expect("a changed value is not a changed key set");
+    let k = SessionKey::parse(&key).expect("key");
+    let r = store.inner.load(&k).await.expect("load").expect("stored");
+    assert_eq!(r.data["items"], json!([1, 2]));
+    assert_eq!(r.data["seen"], json!([1, ["items"], false]));
+
+    // A key added concurrently does change what `len` saw: that write conflicts.
+    let c = request(&m, Some(&key));
+    let d = request(&m, Some(&key));
+    c.load()
+        .await
+        .expect("load")
+        .insert("new", 1)
+        .expect("insert");
+    let sd = d.load().await.expect("load");
+    let n = sd.len();
+    sd.insert("count", n).expect("insert");
+    m.commit(&c, 200).await.expect("c");
+    assert!(matches!(m.commit(&d, 200).await, Err(Error::Conflict)));
 }

@@ -80,7 +80,9 @@ async fn every_write_marks_modified() {
         }),
         ("flush", Session::flush),
         ("cycle_key", Session::cycle_key),
-        ("set_expiry", |s| s.set_expiry(Some(Expiry::BrowserSession))),
+        ("set_expiry", |s| {
+            drop(s.set_expiry(Some(Expiry::BrowserSession)))
+        }),
         ("set_test_cookie", Session::set_test_cookie),
     ];
     for (name, write) in writes {
@@ -168,14 +170,17 @@ async fn expiry_getters_follow_the_override_and_the_config() {
     assert_eq!(s.expiry(), None);
     assert!((s.expiry_age() - Duration::seconds(1_209_600)).abs() < Duration::seconds(1));
     assert!(!s.expires_at_browser_close());
-    s.set_expiry(Some(Expiry::OnInactivity(Duration::minutes(10))));
+    s.set_expiry(Some(Expiry::OnInactivity(Duration::minutes(10))))
+        .expect("in range");
     assert!((s.expiry_age() - Duration::minutes(10)).abs() < Duration::seconds(1));
     let at = OffsetDateTime::now_utc() + Duration::days(1);
-    s.set_expiry(Some(Expiry::AtDateTime(at)));
+    s.set_expiry(Some(Expiry::AtDateTime(at)))
+        .expect("in range");
     assert!((s.expiry_date() - at).abs() < Duration::milliseconds(1));
-    s.set_expiry(Some(Expiry::BrowserSession));
+    s.set_expiry(Some(Expiry::BrowserSession))
+        .expect("in range");
     assert!(s.expires_at_browser_close());
-    s.set_expiry(None);
+    s.set_expiry(None).expect("in range");
     assert!(!s.expires_at_browser_close());
 }
 
