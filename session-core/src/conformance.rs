@@ -21,7 +21,8 @@ use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
 
 use crate::{
-    CREATE_ATTEMPTS, Capabilities, Data, Error, Expiry, Lookup, Record, SessionKey, Store,
+    CREATE_ATTEMPTS, Capabilities, Commit, CookieAction, Data, Error, Expiry, Lookup, Record,
+    Session, SessionConfig, SessionKey, SessionManager, Store,
 };
 
 /// Opens store handles for the checks.
@@ -1085,6 +1086,404 @@ pub async fn create_gives_up_when_every_key_collides(factory: &dyn Factory) {
     fx.finish().await;
 }
 
+// ---------------------------------------------------------------------------------------
+// The request lifecycle through `SessionManager`: the concurrency rules of the contract,
+// held by every store.
+
+/// A manager over the check's store; `grace` is how long ended keys are remembered.
+fn manager_for(store: &Arc<dyn Store>, grace: Duration) -> SessionManager {
+    let config = SessionConfig::builder()
+        .ended_grace(grace)
+        .build()
+        .unwrap_or_else(|e| panic!("valid config: {e}"));
+    SessionManager::new(store.clone(), config)
+}
+
+/// The cookie value a commit sets, or `None` when it sets none.
+fn set_value(commit: &Commit) -> Option<String> {
+    let CookieAction::Set(c) = &commit.cookie else {
+        return None;
+    };
+    let pair = c.as_str().split(';').next().unwrap_or("");
+    pair.split_once('=').map(|(_, v)| v.to_owned())
+}
+
+/// One request of a browser holding `cookie`: loads, runs `f`, commits with status 200.
+async fn browse(
+    m: &SessionManager,
+    cookie: Option<&str>,
+    f: impl FnOnce(&Session),
+) -> (Session, crate::Result<Commit>) {
+    let lazy = m.lazy(cookie);
+    let session = lazy
+        .load()
+        .await
+        .unwrap_or_else(|e| panic!("load failed: {e}"));
+    f(&session);
+    let commit = m.commit(&lazy, 200).await;
+    (session, commit)
+}
+
+/// A first request storing `key = value`; the cookie value it got.
+async fn logged_in(m: &SessionManager, key: &str, value: Value) -> String {
+    let (_, commit) = browse(m, None, |s| {
+        s.insert_value(key, value)
+            .unwrap_or_else(|e| panic!("insert: {e}"));
+    })
+    .await;
+    let commit = commit.unwrap_or_else(|e| panic!("commit failed: {e}"));
+    set_value(&commit).unwrap_or_else(|| panic!("a new session sets its cookie: {commit:?}"))
+}
+
+fn must_commit(commit: crate::Result<Commit>) -> Commit {
+    commit.unwrap_or_else(|e| panic!("commit failed: {e}"))
+}
+
+/// "rotation is conditional on the old record still existing at the version this request
+/// loaded": tab A loaded the logged-in session, tab B logs out, then A rotates the key; A
+/// must not get a fresh key holding the logged-out data, and must not touch the cookie.
+pub async fn lifecycle_logout_is_not_undone_by_a_concurrent_rotation(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let m = manager_for(&fx.store, Duration::minutes(1));
+    let key = logged_in(&m, "user", json!("ada")).await;
+    let a = m.lazy(Some(&key));
+    let sa = a.load().await.unwrap_or_else(|e| panic!("load: {e}"));
+    assert_eq!(sa.get_value("user"), Some(json!("ada")));
+    let (_, logout) = browse(&m, Some(&key), Session::flush).await;
+    assert!(matches!(
+        must_commit(logout).cookie,
+        CookieAction::Remove(_)
+    ));
+    sa.cycle_key();
+    sa.insert_value("seen", json!(true))
+        .unwrap_or_else(|e| panic!("insert: {e}"));
+    let commit = must_commit(m.commit(&a, 200).await);
+    if fx.caps.server_side {
+        assert_eq!(
+            commit.cookie,
+            CookieAction::Keep,
+            "the rotation won over a logout"
+        );
+        assert!(commit.writes_dropped, "dropped writes not reported");
+        let (s, _) = browse(&m, Some(&key), |_| {}).await;
+        assert!(s.is_empty(), "the logged-out key still reads data");
+    }
+    fx.finish().await;
+}
+
+/// "Two concurrent rotations: exactly one wins": two tabs rotate the same session; one
+/// gets a new key holding the data, the other writes nothing and sets no cookie.
+pub async fn lifecycle_two_concurrent_rotations_have_one_winner(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let m = manager_for(&fx.store, Duration::minutes(1));
+    let key = logged_in(&m, "cart", json!([1])).await;
+    let (a, b) = (m.lazy(Some(&key)), m.lazy(Some(&key)));
+    for (lazy, who) in [(&a, "a"), (&b, "b")] {
+        let s = lazy.load().await.unwrap_or_else(|e| panic!("load: {e}"));
+        s.cycle_key();
+        s.insert_value("user", json!(who))
+            .unwrap_or_else(|e| panic!("insert: {e}"));
+    }
+    let (ca, cb) = tokio::join!(m.commit(&a, 200), m.commit(&b, 200));
+    let (ca, cb) = (must_commit(ca), must_commit(cb));
+    let winners: Vec<_> = [&ca, &cb]
+        .into_iter()
+        .filter_map(|c| set_value(c))
+        .collect();
+    if !fx.caps.server_side {
+        assert_eq!(winners.len(), 2, "client-side rotations each issue a token");
+        fx.finish().await;
+        return;
+    }
+    assert_eq!(winners.len(), 1, "rotations: {ca:?} / {cb:?}");
+    let loser = if set_value(&ca).is_some() { &cb } else { &ca };
+    assert_eq!(loser.cookie, CookieAction::Keep);
+    assert!(loser.writes_dropped);
+    let (s, _) = browse(&m, Some(&winners[0]), |_| {}).await;
+    assert_eq!(
+        s.get_value("cart"),
+        Some(json!([1])),
+        "the winner lost the data"
+    );
+    let (old, _) = browse(&m, Some(&key), |_| {}).await;
+    assert!(old.is_empty(), "the rotated key still reads data");
+    fx.finish().await;
+}
+
+/// "A concurrent save on the old key between A's load and A's cycle" is kept: the rotation
+/// reloads and re-applies its own changes.
+pub async fn lifecycle_rotation_keeps_a_concurrent_save(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    if !fx.caps.server_side {
+        fx.finish().await;
+        return;
+    }
+    let m = manager_for(&fx.store, Duration::minutes(1));
+    let key = logged_in(&m, "cart", json!([1])).await;
+    let a = m.lazy(Some(&key));
+    let sa = a.load().await.unwrap_or_else(|e| panic!("load: {e}"));
+    let (_, saved) = browse(&m, Some(&key), |s| {
+        s.insert_value("theme", json!("dark"))
+            .unwrap_or_else(|e| panic!("insert: {e}"));
+    })
+    .await;
+    must_commit(saved);
+    sa.cycle_key();
+    sa.insert_value("user", json!("ada"))
+        .unwrap_or_else(|e| panic!("insert: {e}"));
+    let commit = must_commit(m.commit(&a, 200).await);
+    let new =
+        set_value(&commit).unwrap_or_else(|| panic!("the rotation set no cookie: {commit:?}"));
+    let (s, _) = browse(&m, Some(&new), |_| {}).await;
+    assert_eq!(
+        (
+            s.get_value("cart"),
+            s.get_value("theme"),
+            s.get_value("user")
+        ),
+        (Some(json!([1])), Some(json!("dark")), Some(json!("ada"))),
+        "the concurrent save was lost in the rotation"
+    );
+    fx.finish().await;
+}
+
+/// "A request arriving with [a key rotated or ended moments ago] gets no access to any
+/// data, does not create a session, drops its writes, and sends no Set-Cookie at all."
+pub async fn lifecycle_a_key_ended_moments_ago_gets_nothing_and_sets_no_cookie(
+    factory: &dyn Factory,
+) {
+    let fx = Fixture::new(factory).await;
+    if !fx.caps.server_side {
+        fx.finish().await;
+        return;
+    }
+    let m = manager_for(&fx.store, Duration::minutes(1));
+    let old = logged_in(&m, "cart", json!([1])).await;
+    let (_, login) = browse(&m, Some(&old), |s| {
+        s.cycle_key();
+        s.insert_value("user", json!("ada"))
+            .unwrap_or_else(|e| panic!("insert: {e}"));
+    })
+    .await;
+    let new = set_value(&must_commit(login)).unwrap_or_else(|| panic!("login set no cookie"));
+    let (late, commit) = browse(&m, Some(&old), |s| {
+        assert!(s.is_empty(), "a rotated key reads data");
+        assert_eq!(s.get_value("user"), None);
+        s.insert_value("late", json!(1))
+            .unwrap_or_else(|e| panic!("insert: {e}"));
+    })
+    .await;
+    let commit = must_commit(commit);
+    assert_eq!(
+        commit.cookie,
+        CookieAction::Keep,
+        "the login cookie would be clobbered"
+    );
+    assert!(commit.writes_dropped);
+    if fx.caps.remembers_ended {
+        assert!(late.ended_elsewhere());
+    }
+    let (s, _) = browse(&m, Some(&new), |_| {}).await;
+    assert_eq!(
+        s.get_value("late"),
+        None,
+        "a write through the old key landed"
+    );
+    assert_eq!(s.get_value("user"), Some(json!("ada")));
+    fx.finish().await;
+}
+
+/// "After the grace period the key is simply unknown, and a request holding it gets its
+/// cookie removed"; so does a request whose well-formed key was never known.
+pub async fn lifecycle_unknown_and_forgotten_keys_get_their_cookie_removed(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    if !fx.caps.server_side {
+        fx.finish().await;
+        return;
+    }
+    let m = manager_for(&fx.store, Duration::milliseconds(200));
+    let unknown = SessionKey::generate();
+    let (_, commit) = browse(&m, Some(unknown.as_str()), |s| {
+        assert!(s.is_empty());
+    })
+    .await;
+    assert!(matches!(
+        must_commit(commit).cookie,
+        CookieAction::Remove(_)
+    ));
+    let old = logged_in(&m, "n", json!(1)).await;
+    let (_, logout) = browse(&m, Some(&old), Session::flush).await;
+    must_commit(logout);
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let (s, commit) = browse(&m, Some(&old), |s| {
+        assert!(s.is_empty());
+    })
+    .await;
+    assert!(!s.ended_elsewhere(), "the grace period did not end");
+    assert!(matches!(
+        must_commit(commit).cookie,
+        CookieAction::Remove(_)
+    ));
+    fx.finish().await;
+}
+
+/// "values that can never be keys of this store are skipped without I/O; among the
+/// remaining candidates, the first that names a live session wins."
+pub async fn lifecycle_tossed_cookies_pick_the_first_live_session(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let m = manager_for(&fx.store, Duration::minutes(1));
+    let real = logged_in(&m, "user", json!("ada")).await;
+    let planted = SessionKey::generate();
+    let header = format!(
+        "sessionid=../../x; other=1; sessionid={}; sessionid={real}",
+        planted.as_str()
+    );
+    let lazy = m.lazy_from_cookie_headers([header.as_str()]);
+    let s = lazy.load().await.unwrap_or_else(|e| panic!("load: {e}"));
+    assert_eq!(
+        s.get_value("user"),
+        Some(json!("ada")),
+        "a planted cookie won"
+    );
+    s.insert_value("n", json!(1))
+        .unwrap_or_else(|e| panic!("insert: {e}"));
+    let commit = must_commit(m.commit(&lazy, 200).await);
+    if fx.caps.server_side {
+        assert_eq!(set_value(&commit).as_deref(), Some(real.as_str()));
+    }
+    fx.finish().await;
+}
+
+/// "A read-modify-write can be expressed as a function of the stored value, applied at
+/// commit on the freshest data, so concurrent increments all land without a conflict."
+pub async fn lifecycle_concurrent_updates_all_land(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    if !fx.caps.server_side {
+        fx.finish().await;
+        return;
+    }
+    let m = manager_for(&fx.store, Duration::minutes(1));
+    let key = logged_in(&m, "visits", json!(0)).await;
+    let tasks: Vec<_> = (0..16)
+        .map(|_| {
+            let (m, key) = (m.clone(), key.clone());
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    let (_, commit) = browse(&m, Some(&key), |s| {
+                        s.update("visits", |n: Option<u64>| n.unwrap_or(0) + 1)
+                            .unwrap_or_else(|e| panic!("update: {e}"));
+                    })
+                    .await;
+                    must_commit(commit);
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap_or_else(|e| panic!("task failed: {e}"));
+    }
+    let (s, _) = browse(&m, Some(&key), |_| {}).await;
+    assert_eq!(
+        s.get::<u64>("visits").ok().flatten(),
+        Some(80),
+        "increments were lost"
+    );
+    fx.finish().await;
+}
+
+/// "What save accepts, load must return": random values up to
+/// [`MAX_VALUE_DEPTH`](crate::MAX_VALUE_DEPTH) levels deep, with floats, large integers
+/// and unicode, round-trip through the store exactly.
+pub async fn lifecycle_every_accepted_value_round_trips(factory: &dyn Factory) {
+    let fx = Fixture::new(factory).await;
+    let m = manager_for(&fx.store, Duration::minutes(1));
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    let small = !fx.caps.server_side;
+    for round in 0..24 {
+        let value = if round == 0 {
+            deepest_value()
+        } else {
+            random_value(&mut rng, if small { 3 } else { 6 }, small)
+        };
+        let (_, commit) = browse(&m, None, |s| {
+            s.insert_value("v", value.clone())
+                .unwrap_or_else(|e| panic!("an acceptable value was refused: {e}"));
+        })
+        .await;
+        let commit = must_commit(commit);
+        let key = set_value(&commit).unwrap_or_else(|| panic!("no cookie: {commit:?}"));
+        let (s, _) = browse(&m, Some(&key), |_| {}).await;
+        assert_eq!(
+            s.get_value("v"),
+            Some(value),
+            "round {round} changed the value"
+        );
+    }
+    fx.finish().await;
+}
+
+/// The deepest value a session accepts.
+fn deepest_value() -> Value {
+    let mut v = json!("leaf");
+    for i in 0..crate::MAX_VALUE_DEPTH {
+        v = if i % 2 == 0 {
+            json!([v])
+        } else {
+            json!({ "k": v })
+        };
+    }
+    v
+}
+
+fn next(rng: &mut u64) -> u64 {
+    // xorshift64*: deterministic, so a failure replays.
+    *rng ^= *rng >> 12;
+    *rng ^= *rng << 25;
+    *rng ^= *rng >> 27;
+    rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+fn random_value(rng: &mut u64, depth: usize, small: bool) -> Value {
+    let width = if small { 3 } else { 6 };
+    match next(rng) % if depth == 0 { 6 } else { 8 } {
+        0 => Value::Null,
+        1 => Value::Bool(next(rng) % 2 == 0),
+        2 => json!(next(rng)),
+        3 => json!(i64::from_ne_bytes(next(rng).to_ne_bytes())),
+        4 => {
+            let f = f64::from_bits(next(rng));
+            if f.is_finite() {
+                json!(f)
+            } else {
+                json!(next(rng) % 1000)
+            }
+        }
+        5 => {
+            let pool = ['a', 'é', '€', '𝄞', '\u{0}', '"', '\\', '\n', '😀', 'ß'];
+            let len = usize::try_from(next(rng) % 12).unwrap_or(0);
+            let text: String = (0..len)
+                .map(|_| pool[usize::try_from(next(rng) % 10).unwrap_or(0)])
+                .collect();
+            Value::String(text)
+        }
+        6 => Value::Array(
+            (0..next(rng) % width)
+                .map(|_| random_value(rng, depth - 1, small))
+                .collect(),
+        ),
+        _ => Value::Object(
+            (0..next(rng) % width)
+                .map(|i| {
+                    (
+                        format!("k{i}·{}", next(rng) % 100),
+                        random_value(rng, depth - 1, small),
+                    )
+                })
+                .collect(),
+        ),
+    }
+}
+
 tokio::task_local! {
     static FORCED_KEY: SessionKey;
 }
@@ -1178,6 +1577,14 @@ macro_rules! conformance_tests {
                 concurrent_ends_of_one_version_have_one_winner,
                 end_racing_a_save_has_one_winner,
                 create_gives_up_when_every_key_collides,
+                lifecycle_logout_is_not_undone_by_a_concurrent_rotation,
+                lifecycle_two_concurrent_rotations_have_one_winner,
+                lifecycle_rotation_keeps_a_concurrent_save,
+                lifecycle_a_key_ended_moments_ago_gets_nothing_and_sets_no_cookie,
+                lifecycle_unknown_and_forgotten_keys_get_their_cookie_removed,
+                lifecycle_tossed_cookies_pick_the_first_live_session,
+                lifecycle_concurrent_updates_all_land,
+                lifecycle_every_accepted_value_round_trips,
             );
         }
     };
@@ -1239,4 +1646,12 @@ pub const CHECKS: &[&str] = &[
     "concurrent_ends_of_one_version_have_one_winner",
     "end_racing_a_save_has_one_winner",
     "create_gives_up_when_every_key_collides",
+    "lifecycle_logout_is_not_undone_by_a_concurrent_rotation",
+    "lifecycle_two_concurrent_rotations_have_one_winner",
+    "lifecycle_rotation_keeps_a_concurrent_save",
+    "lifecycle_a_key_ended_moments_ago_gets_nothing_and_sets_no_cookie",
+    "lifecycle_unknown_and_forgotten_keys_get_their_cookie_removed",
+    "lifecycle_tossed_cookies_pick_the_first_live_session",
+    "lifecycle_concurrent_updates_all_land",
+    "lifecycle_every_accepted_value_round_trips",
 ];

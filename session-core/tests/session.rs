@@ -192,3 +192,131 @@ async fn clones_share_one_session_and_debug_hides_values() {
     assert_eq!(s.get_value("secret"), Some(json!("hunter2")));
     assert!(!format!("{s:?}").contains("hunter2"));
 }
+
+#[tokio::test]
+async fn setting_the_policy_the_session_already_has_is_no_write() {
+    let s = with_a().await;
+    s.set_expiry(None).expect("in range");
+    assert!(!s.is_modified(), "set_expiry(None) without an override");
+    let rolling = Some(Expiry::OnInactivity(Duration::minutes(5)));
+    s.set_expiry(rolling).expect("in range");
+    assert!(s.is_modified());
+    let t = with_a().await;
+    t.set_expiry(Some(Expiry::BrowserSession))
+        .expect("in range");
+    assert!(t.is_modified(), "a new policy is a write");
+}
+
+#[tokio::test]
+async fn values_nested_too_deep_are_refused_and_change_nothing() {
+    fn nested(depth: usize) -> Value {
+        (0..depth).fold(json!(1), |v, _| json!([v]))
+    }
+    let s = with_a().await;
+    let deep = nested(session_core::MAX_VALUE_DEPTH + 1);
+    assert!(matches!(
+        s.insert_value("deep", deep.clone()),
+        Err(session_core::Error::TooDeep { .. })
+    ));
+    assert!(matches!(
+        s.insert("deep", &deep),
+        Err(session_core::Error::TooDeep { .. })
+    ));
+    assert!(matches!(
+        s.update("deep", move |_: Option<Value>| deep.clone()),
+        Err(session_core::Error::TooDeep { .. })
+    ));
+    assert!(!s.is_modified() && !s.contains_key("deep"));
+    s.insert_value("ok", nested(session_core::MAX_VALUE_DEPTH))
+        .expect("the deepest accepted value");
+}
+
+#[tokio::test]
+async fn update_applies_now_and_reports_the_new_value() {
+    let s = with_a().await;
+    assert_eq!(
+        s.update("a", |n: Option<i64>| n.unwrap_or(0) + 41)
+            .expect("update"),
+        42
+    );
+    assert_eq!(
+        s.update("b", |n: Option<i64>| n.unwrap_or(0) + 1)
+            .expect("update"),
+        1
+    );
+    assert_eq!(s.get::<i64>("a").expect("typed"), Some(42));
+    assert!(s.is_modified());
+    // A value of another type is a codec error, and the session is unchanged.
+    s.insert("text", "x").expect("insert");
+    assert!(s.update("text", |n: Option<i64>| n.unwrap_or(0)).is_err());
+    assert_eq!(s.get_value("text"), Some(json!("x")));
+}
+
+mod expiry_range {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+    }
+
+    proptest! {
+        /// "no expiry input, configured or stored, can panic; out-of-range values are
+        /// refused with a typed error at the call that sets them" — over the whole
+        /// `Duration` range, through a commit and a reload.
+        #[test]
+        fn any_inactivity_window_is_refused_or_works(secs in any::<i64>(), nanos in -999_999_999i32..=999_999_999) {
+            let d = Duration::new(secs, nanos);
+            rt().block_on(async {
+                let m = SessionManager::new(Arc::new(MemoryStore::new()), SessionConfig::default());
+                let lazy = m.lazy(None);
+                let s = lazy.load().await.expect("load");
+                s.insert("a", 1).expect("insert");
+                match s.set_expiry(Some(Expiry::OnInactivity(d))) {
+                    Ok(()) => prop_assert!(d > Duration::ZERO && d <= Expiry::MAX_WINDOW),
+                    Err(e) => {
+                        prop_assert!(matches!(e, session_core::Error::ExpiryOutOfRange(_)));
+                        prop_assert_eq!(s.expiry(), None);
+                    }
+                }
+                let _ = s.expiry_age();
+                let _ = s.expiry_date();
+                let commit = m.commit(&lazy, 200).await.expect("commit");
+                let header = commit.cookie.header().expect("set").as_str().to_owned();
+                let pair = header.split(';').next().expect("pair").to_owned();
+                let again = m.lazy_from_cookie_headers([pair.as_str()]);
+                prop_assert_eq!(again.load().await.expect("load").get::<i64>("a").expect("typed"), Some(1));
+                let commit = m.commit(&again, 200).await;
+                prop_assert!(commit.is_ok());
+                Ok(())
+            })?;
+        }
+
+        /// A stored record carrying any window whatsoever decodes or is refused as
+        /// unreadable; it never panics.
+        #[test]
+        fn any_stored_window_decodes_or_is_unreadable(millis in any::<i64>()) {
+            let payload = format!(r#"{{"d":{{"a":1}},"x":{{"i":{millis}}}}}"#);
+            let now = OffsetDateTime::now_utc();
+            match session_core::Record::decode_payload(payload.as_bytes(), now, 1) {
+                Ok(r) => prop_assert!(r.expiry.is_some_and(|e| e.check().is_ok())),
+                Err(e) => prop_assert!(matches!(e, session_core::Error::Codec(_))),
+            }
+        }
+
+        /// Any instant, set as a fixed expiry: refused or accepted, never a panic.
+        #[test]
+        fn any_fixed_instant_is_refused_or_works(secs in -377_705_116_800i64..=253_402_300_799) {
+            let at = OffsetDateTime::from_unix_timestamp(secs).expect("in time's range");
+            rt().block_on(async {
+                let s = fresh().await;
+                let ok = s.set_expiry(Some(Expiry::AtDateTime(at))).is_ok();
+                prop_assert_eq!(ok, at >= OffsetDateTime::UNIX_EPOCH);
+                let _ = s.expiry_age();
+                Ok(())
+            })?;
+        }
+    }
+}

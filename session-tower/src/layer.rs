@@ -4,9 +4,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::header::{COOKIE, SET_COOKIE, VARY};
+use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, VARY};
 use http::{HeaderValue, Request, Response, StatusCode};
-use session_core::{Commit, SessionManager};
+use session_core::{CacheControl, Commit, SessionConfig, SessionManager};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -19,7 +19,14 @@ use tower_service::Service;
 /// 2. after the inner service answered, calls
 ///    [`SessionManager::commit`](session_core::SessionManager::commit), then appends the
 ///    `Set-Cookie` it asks for and `Vary: Cookie` when the session was read or the cookie
-///    changes.
+///    changes;
+/// 3. keeps a response that sets or removes the session cookie out of shared caches: it
+///    gets `Cache-Control: private` when the application set no `Cache-Control`, and one
+///    the application marked `public` is reported with a `warn` event (or replaced, see
+///    [`SessionConfig::override_public_cache_control`]);
+/// 4. when the commit dropped the request's writes because a concurrent request of the
+///    same browser ended or rotated the session, puts [`WritesDropped`] into the response
+///    extensions (outer layers can react) and logs it.
 ///
 /// A commit that fails (the store is down, or a conflict could not be resolved) turns the
 /// response into an empty `500 Internal Server Error`, with the cause logged through
@@ -91,7 +98,7 @@ where
         Box::pin(async move {
             let mut res = inner.call(req).await?;
             match manager.commit(&lazy, res.status().as_u16()).await {
-                Ok(commit) => apply(&commit, &mut res),
+                Ok(commit) => apply(&commit, manager.config(), &mut res),
                 Err(error) => {
                     tracing::error!(%error, "session commit failed; answering 500");
                     res = server_error();
@@ -102,8 +109,24 @@ where
     }
 }
 
-fn apply<B>(commit: &Commit, res: &mut Response<B>) {
+/// Put into a response's extensions when the commit dropped the request's session writes,
+/// because a concurrent request of the same browser ended or rotated the session (see
+/// [`Commit::writes_dropped`]). No cookie was sent, so the one that request set stays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WritesDropped;
+
+fn apply<B>(commit: &Commit, config: &SessionConfig, res: &mut Response<B>) {
+    if commit.writes_dropped {
+        res.extensions_mut().insert(WritesDropped);
+    }
     let headers = res.headers_mut();
+    let existing = headers
+        .get(CACHE_CONTROL)
+        .map(|v| v.to_str().unwrap_or("(not text)"));
+    if let CacheControl::Set(value) = commit.cache_control(existing, config) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static(value));
+    }
     if let Some(set_cookie) = commit.cookie.header() {
         match HeaderValue::from_str(set_cookie.as_str()) {
             Ok(v) => {

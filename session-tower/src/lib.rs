@@ -7,6 +7,6 @@ mod extract;
 
 #[cfg(feature = "axum")]
 pub use extract::{Session, SessionRejection};
-pub use layer::{SessionLayer, SessionService};
+pub use layer::{SessionLayer, SessionService, WritesDropped};
 
 pub use session_core::{LazySession, SessionConfig, SessionManager};

@@ -141,10 +141,11 @@ async fn a_route_without_session_use_gets_no_cookie_and_no_vary() {
     assert!(reply.set_cookie.is_empty() && reply.vary.is_empty());
     let reply = send(&app, "/read", Some(&unknown)).await;
     assert!(
-        reply.set_cookie.is_empty(),
-        "an unknown key gets no cookie unless written"
+        reply.set_cookie.len() == 1 && reply.set_cookie[0].contains("Max-Age=0"),
+        "an unknown key, once loaded, gets its cookie removed: {:?}",
+        reply.set_cookie
     );
-    assert!(store.is_empty());
+    assert!(store.is_empty(), "nothing is created for an unknown key");
 }
 
 #[tokio::test]
@@ -159,7 +160,7 @@ async fn logout_removes_the_cookie_and_the_stored_session() {
         out.set_cookie
     );
     assert!(out.set_cookie[0].contains("Max-Age=0"));
-    assert!(store.is_empty());
+    assert!(store.len() <= 1, "only the ended marker stays");
     assert_eq!(
         send(&app, "/", Some(&cookie)).await.body,
         "1",
@@ -207,6 +208,12 @@ impl Store for Down {
         ))
     }
     async fn delete(&self, _: &SessionKey) -> Result<()> {
+        Err(Error::backend(
+            "down",
+            std::io::Error::other("connection refused"),
+        ))
+    }
+    async fn end(&self, _: &SessionKey, _: u64, _: OffsetDateTime) -> Result<()> {
         Err(Error::backend(
             "down",
             std::io::Error::other("connection refused"),
@@ -273,4 +280,148 @@ async fn an_existing_vary_header_is_kept_and_not_duplicated() {
         )));
     let reply = send(&app, "/", None).await;
     assert_eq!(reply.vary, ["Accept-Encoding, cookie"]);
+}
+
+async fn login(session: Session) -> &'static str {
+    session.cycle_key();
+    session.insert("user", "ada").expect("insert");
+    "welcome"
+}
+
+fn app_with(store: Arc<dyn Store>, config: SessionConfig) -> Router {
+    Router::new()
+        .route("/", get(counter))
+        .route("/read", get(reader))
+        .route("/login", get(login))
+        .route("/plain", get(|| async { "no session here" }))
+        .route(
+            "/public",
+            get(|s: Session| async move {
+                s.insert("n", 1).expect("insert");
+                (
+                    [(http::header::CACHE_CONTROL, "public, max-age=60")],
+                    "cached",
+                )
+            }),
+        )
+        .route(
+            "/chosen",
+            get(|s: Session| async move {
+                s.insert("n", 1).expect("insert");
+                ([(http::header::CACHE_CONTROL, "no-store")], "mine")
+            }),
+        )
+        .layer(SessionLayer::new(SessionManager::new(store, config)))
+}
+
+/// The whole response, extensions included.
+async fn raw(app: &Router, path: &str, cookie: Option<&str>) -> http::Response<Body> {
+    let mut req = Request::get(path);
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    app.clone()
+        .oneshot(req.body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible")
+}
+
+#[tokio::test]
+async fn a_request_still_holding_a_rotated_key_leaves_the_new_cookie_alone() {
+    let store = MemoryStore::new();
+    let app = app_with(Arc::new(store.clone()), SessionConfig::default());
+    let old = cookie_pair(&send(&app, "/", None).await);
+    // The login rotates the key; the browser now holds the new cookie.
+    let logged_in = send(&app, "/login", Some(&old)).await;
+    let new = cookie_pair(&logged_in);
+    assert_ne!(new, old);
+    // An XHR sent before the login answered arrives with the old cookie.
+    let late = raw(&app, "/", Some(&old)).await;
+    assert!(
+        late.headers().get_all(SET_COOKIE).iter().next().is_none(),
+        "a Set-Cookie here would log the user out"
+    );
+    assert!(
+        late.extensions()
+            .get::<session_tower::WritesDropped>()
+            .is_some()
+    );
+    let body = late.into_body().collect().await.expect("body").to_bytes();
+    assert_eq!(&body[..], b"1", "the late request saw no data");
+    // The new session is intact and did not get the late write.
+    assert_eq!(send(&app, "/read", Some(&new)).await.body, "1");
+}
+
+#[tokio::test]
+async fn junk_and_dead_cookies_are_removed() {
+    let store = MemoryStore::new();
+    let app = app_with(Arc::new(store.clone()), SessionConfig::default());
+    // A value no key of this store can have: removed without touching the store.
+    for junk in [
+        "sessionid=../../etc/passwd",
+        "sessionid=%00",
+        "sessionid=ABC",
+    ] {
+        let reply = send(&app, "/plain", Some(junk)).await;
+        assert_eq!(reply.set_cookie.len(), 1, "{junk}: {:?}", reply.set_cookie);
+        assert!(reply.set_cookie[0].contains("Max-Age=0"));
+    }
+    // A well-formed key the store does not hold: removed once loaded.
+    let dead = format!("sessionid={}", SessionKey::generate().as_str());
+    let reply = send(&app, "/read", Some(&dead)).await;
+    assert!(reply.set_cookie[0].starts_with("sessionid=;"));
+    // Written to instead: a new session whose cookie replaces the dead one.
+    let reply = send(&app, "/", Some(&dead)).await;
+    assert!(!reply.set_cookie[0].contains("Max-Age=0"));
+    assert_ne!(cookie_pair(&reply), dead);
+}
+
+#[tokio::test]
+async fn a_tossed_cookie_ahead_of_the_real_one_does_not_win() {
+    let app = app_with(Arc::new(MemoryStore::new()), SessionConfig::default());
+    let real = cookie_pair(&send(&app, "/", None).await);
+    let real_value = real.split_once('=').expect("pair").1.to_owned();
+    let planted = SessionKey::generate();
+    let header = format!(
+        "sessionid=\"<script>\"; sessionid={}; {real}",
+        planted.as_str()
+    );
+    let reply = send(&app, "/", Some(&header)).await;
+    assert_eq!(reply.body, "2", "the real session was not the one used");
+    assert_eq!(cookie_pair(&reply), format!("sessionid={real_value}"));
+}
+
+#[tokio::test]
+async fn responses_that_set_the_cookie_are_kept_out_of_shared_caches() {
+    let app = app_with(Arc::new(MemoryStore::new()), SessionConfig::default());
+    let first = raw(&app, "/", None).await;
+    assert_eq!(first.headers()[http::header::CACHE_CONTROL], "private");
+    // A response that does not change the cookie is left alone.
+    let cookie = first.headers()[SET_COOKIE]
+        .to_str()
+        .expect("ascii")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let read = raw(&app, "/read", Some(&cookie)).await;
+    assert!(read.headers().get(http::header::CACHE_CONTROL).is_none());
+    // What the application chose is kept; `public` is only warned about by default...
+    let chosen = raw(&app, "/chosen", None).await;
+    assert_eq!(chosen.headers()[http::header::CACHE_CONTROL], "no-store");
+    let public = raw(&app, "/public", None).await;
+    assert_eq!(
+        public.headers()[http::header::CACHE_CONTROL],
+        "public, max-age=60"
+    );
+    // ...and replaced when configured.
+    let strict = app_with(
+        Arc::new(MemoryStore::new()),
+        SessionConfig::builder()
+            .override_public_cache_control(true)
+            .build()
+            .expect("valid"),
+    );
+    let public = raw(&strict, "/public", None).await;
+    assert_eq!(public.headers()[http::header::CACHE_CONTROL], "private");
 }
