@@ -248,6 +248,7 @@ impl SessionManager {
                         attempt,
                         "session changed concurrently; re-applying this request's changes"
                     );
+                    backoff(attempt).await;
                     match self.store().lookup(&key).await? {
                         Lookup::Live(fresh) => rebase(&session, &key, fresh)?,
                         Lookup::Ended | Lookup::Absent => {
@@ -381,6 +382,19 @@ enum Done {
     EndedElsewhere { dropped: bool },
     /// The stored version under `key` moved: reload, re-apply, plan again.
     Changed { key: SessionKey },
+}
+
+/// A random pause before retry `attempt` (1, 2, ...): up to 1 ms, doubling per attempt to at
+/// most 32 ms, so that requests that met each other do not meet again at once.
+async fn backoff(attempt: u32) {
+    let ceiling_us = 1_000u64 << attempt.saturating_sub(1).min(5);
+    let mut bytes = [0u8; 8];
+    // Jitter needs no secrecy; without randomness, the ceiling is a fine pause too.
+    let pause_us = match getrandom::fill(&mut bytes) {
+        Ok(()) => u64::from_le_bytes(bytes) % (ceiling_us + 1),
+        Err(_) => ceiling_us,
+    };
+    tokio::time::sleep(std::time::Duration::from_micros(pause_us)).await;
 }
 
 /// Re-applies this request's changes on `fresh`, the record now stored under `key`.

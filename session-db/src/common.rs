@@ -3,14 +3,14 @@
 // Without any store feature only the public constants and `ClearStats` remain in use.
 #![cfg_attr(
     not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
-    allow(dead_code)
+    allow(dead_code, unused_macros, unused_imports)
 )]
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use session_core::{Error, Record, StorageId};
+use session_core::{Error, Lookup, Record, StorageId};
 use time::OffsetDateTime;
 
 /// Rows a `clear_expired` statement deletes at most, unless configured otherwise.
@@ -20,15 +20,11 @@ pub const DEFAULT_CLEAR_BATCH_SIZE: NonZeroU32 = NonZeroU32::new(1000).expect("1
 /// fails with [`Error::Backend`], for pools the stores build from a URL.
 pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How many fresh keys `create` tries before it gives up. A collision of two 165-bit keys
-/// does not happen; a loop that could not end would still be a bug.
-pub(crate) const CREATE_ATTEMPTS: usize = 8;
-
 /// What one `clear_expired_in_batches()` run did, on any of the stores.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClearStats {
-    /// Expired rows deleted.
+    /// Rows deleted: expired records, and ended markers past their instant.
     pub removed: u64,
     /// `DELETE` statements run (each removes at most the configured batch size).
     pub statements: u64,
@@ -108,6 +104,45 @@ pub(crate) fn decode_row(
     }
 }
 
+/// What an unexpired row read by the `lookup` statement stands for.
+pub(crate) enum Found {
+    /// A session: what [`session_core::Store::lookup`] answers.
+    Known(Lookup),
+    /// Not a record (undecodable payload, negative version, unrepresentable instant): the
+    /// caller removes the row at the version it read and answers [`Lookup::Absent`].
+    Corrupt,
+}
+
+/// Classifies an unexpired row: version 0 is an ended marker (whatever else the row
+/// holds), any other version a record decoded as [`decode_row`] does. `expires_at` is
+/// `None` when the stored instant has no `OffsetDateTime` form.
+pub(crate) fn classify_row(
+    store: &'static str,
+    id: &StorageId,
+    payload: &[u8],
+    expires_at: Option<OffsetDateTime>,
+    version: i64,
+) -> Found {
+    if version == 0 {
+        return Found::Known(Lookup::Ended);
+    }
+    match expires_at.and_then(|at| decode_row(store, id, payload, at, version)) {
+        Some(record) => Found::Known(Lookup::Live(record)),
+        None => Found::Corrupt,
+    }
+}
+
+/// The verdict on a compare-and-set (`save`, `end`) that changed no row, from a probe
+/// made after it: a live record under the key means its version differed
+/// ([`Error::Conflict`]); none (missing, expired or ended) means [`Error::NotFound`].
+pub(crate) fn missed_verdict(live: bool) -> Error {
+    if live {
+        Error::Conflict
+    } else {
+        Error::NotFound
+    }
+}
+
 /// Runs `op` within `limit`, or fails with [`Error::Timeout`].
 ///
 /// The pool's acquire timeout bounds only the wait for a connection; a statement already
@@ -136,8 +171,8 @@ pub(crate) const TRANSIENT_RETRIES: u32 = 8;
 /// as a deadlock victim.
 ///
 /// InnoDB can pick a single-statement transaction as the victim when row locks on the
-/// primary key and on the `expires_at` index are taken in opposite orders (a `save` racing
-/// a logout's `DELETE`, or a batched `clear_expired`); it rolls that statement back whole
+/// primary key and on the `expires_at` index are taken in opposite orders (a `save` or
+/// `end` racing a `DELETE` of the row, or a batched `clear_expired`); it rolls that statement back whole
 /// and asks the client to run it again. Every operation of these stores is a sequence of
 /// autocommit statements that is correct to run again from its start (a compare-and-set
 /// `UPDATE` that was rolled back changed nothing), so this is never a lost or doubled
@@ -245,7 +280,7 @@ impl RowsAffected for sqlx::mysql::MySqlQueryResult {
 
 /// Implements [`session_core::Store`] for a store type by running each of its `run_*`
 /// operations within the configured operation deadline, again after a deadlock
-/// ([`bounded`]).
+/// ([`bounded`]); `load` is `lookup` keeping only a live record.
 macro_rules! store_with_deadline {
     ($ty:ty) => {
         #[async_trait]
@@ -255,8 +290,13 @@ macro_rules! store_with_deadline {
                 crate::common::bounded(STORE, limit, || self.run_create(record)).await
             }
             async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+                self.lookup(key)
+                    .await
+                    .map(::session_core::Lookup::into_live)
+            }
+            async fn lookup(&self, key: &SessionKey) -> Result<::session_core::Lookup> {
                 let limit = self.settings.operation_timeout();
-                crate::common::bounded(STORE, limit, || self.run_load(key)).await
+                crate::common::bounded(STORE, limit, || self.run_lookup(key)).await
             }
             async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
                 let limit = self.settings.operation_timeout();
@@ -269,6 +309,17 @@ macro_rules! store_with_deadline {
             ) -> Result<SessionKey> {
                 let limit = self.settings.operation_timeout();
                 crate::common::bounded(STORE, limit, || self.run_touch(key, expires_at)).await
+            }
+            async fn end(
+                &self,
+                key: &SessionKey,
+                version: u64,
+                remember_until: OffsetDateTime,
+            ) -> Result<()> {
+                key.require_generated_shape()?;
+                let limit = self.settings.operation_timeout();
+                crate::common::bounded(STORE, limit, || self.run_end(key, version, remember_until))
+                    .await
             }
             async fn delete(&self, key: &SessionKey) -> Result<()> {
                 let limit = self.settings.operation_timeout();
@@ -343,6 +394,39 @@ mod tests {
     }
 
     #[test]
+    fn version_zero_is_an_ended_marker_and_bad_rows_are_corrupt() {
+        let id = session_core::SessionKey::generate().storage_id();
+        let at = Some(OffsetDateTime::now_utc());
+        // A marker is recognised by its version alone, payload or not.
+        for payload in [&b""[..], b"{}", b"not json"] {
+            assert!(matches!(
+                classify_row("t", &id, payload, at, 0),
+                Found::Known(Lookup::Ended)
+            ));
+        }
+        assert!(matches!(
+            classify_row("t", &id, br#"{"d":{"a":1}}"#, at, 3),
+            Found::Known(Lookup::Live(r)) if r.version == 3 && r.data["a"] == 1
+        ));
+        for (payload, at, version) in [
+            (&b"not json"[..], at, 1),
+            (br#"{"d":{}}"#, at, -1),
+            (br#"{"d":{}}"#, None, 1),
+        ] {
+            assert!(matches!(
+                classify_row("t", &id, payload, at, version),
+                Found::Corrupt
+            ));
+        }
+    }
+
+    #[test]
+    fn a_missed_compare_and_set_is_conflict_only_over_a_live_row() {
+        assert!(matches!(missed_verdict(true), Error::Conflict));
+        assert!(matches!(missed_verdict(false), Error::NotFound));
+    }
+
+    #[test]
     fn render_fills_both_placeholders() {
         assert_eq!(
             &*render(" DROP {table} {index}\n", "\"t\"", "\"t_i\""),
@@ -376,10 +460,11 @@ pub(crate) struct Templates {
     pub(crate) create_table: &'static str,
     pub(crate) create_index: Option<&'static str>,
     pub(crate) create: &'static str,
-    pub(crate) load: &'static str,
+    pub(crate) lookup: &'static str,
     pub(crate) save: &'static str,
     pub(crate) exists: &'static str,
     pub(crate) touch: &'static str,
+    pub(crate) end: &'static str,
     pub(crate) delete: &'static str,
     pub(crate) delete_version: &'static str,
     pub(crate) clear_batch: &'static str,
@@ -392,10 +477,11 @@ pub(crate) struct Statements {
     pub(crate) create_table: Arc<str>,
     pub(crate) create_index: Option<Arc<str>>,
     pub(crate) create: Arc<str>,
-    pub(crate) load: Arc<str>,
+    pub(crate) lookup: Arc<str>,
     pub(crate) save: Arc<str>,
     pub(crate) exists: Arc<str>,
     pub(crate) touch: Arc<str>,
+    pub(crate) end: Arc<str>,
     pub(crate) delete: Arc<str>,
     pub(crate) delete_version: Arc<str>,
     pub(crate) clear_batch: Arc<str>,
@@ -409,10 +495,11 @@ impl Statements {
             create_table: r(t.create_table),
             create_index: t.create_index.map(r),
             create: r(t.create),
-            load: r(t.load),
+            lookup: r(t.lookup),
             save: r(t.save),
             exists: r(t.exists),
             touch: r(t.touch),
+            end: r(t.end),
             delete: r(t.delete),
             delete_version: r(t.delete_version),
             clear_batch: r(t.clear_batch),

@@ -6,14 +6,16 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use session_core::{Capabilities, Error, Record, Result, SessionKey, Store};
+use session_core::{
+    Capabilities, Error, Lookup, Record, Result, SessionKey, Store, create_with_fresh_keys,
+};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use time::OffsetDateTime;
 
 use crate::common::{
-    CREATE_ATTEMPTS, ClearStats, Settings, Statements, Templates, backend, decode_row, fnv1a, sql,
-    version_param,
+    ClearStats, Found, Settings, Statements, Templates, backend, classify_row, fnv1a,
+    missed_verdict, sql, version_param,
 };
 use crate::{SchemaName, TableName};
 
@@ -23,10 +25,11 @@ const TEMPLATES: Templates = Templates {
     create_table: include_str!("sql/postgres/create_table.sql"),
     create_index: Some(include_str!("sql/postgres/create_index.sql")),
     create: include_str!("sql/postgres/create.sql"),
-    load: include_str!("sql/postgres/load.sql"),
+    lookup: include_str!("sql/postgres/lookup.sql"),
     save: include_str!("sql/postgres/save.sql"),
     exists: include_str!("sql/postgres/exists.sql"),
     touch: include_str!("sql/postgres/touch.sql"),
+    end: include_str!("sql/postgres/end.sql"),
     delete: include_str!("sql/postgres/delete.sql"),
     delete_version: include_str!("sql/postgres/delete_version.sql"),
     clear_batch: include_str!("sql/postgres/clear_batch.sql"),
@@ -150,8 +153,9 @@ impl PostgresStore {
         tx.commit().await.map_err(backend(STORE))
     }
 
-    /// Deletes every expired row in batches of the configured size, and reports how many
-    /// rows and statements that took. [`Store::clear_expired`] returns `removed`.
+    /// Deletes every expired row (expired records, and ended markers past their instant)
+    /// in batches of the configured size, and reports how many rows and statements that
+    /// took. [`Store::clear_expired`] returns `removed`.
     ///
     /// # Errors
     ///
@@ -276,57 +280,59 @@ impl PostgresStoreBuilder {
 impl PostgresStore {
     async fn run_create(&self, record: &Record) -> Result<SessionKey> {
         let payload = record.encode_payload()?;
-        for _ in 0..CREATE_ATTEMPTS {
-            let key = SessionKey::generate();
-            let mut id = [0u8; 64];
-            let inserted = sqlx::query(sql(&self.sql.create))
-                .bind(key.storage_id().encode_hex(&mut id))
-                .bind(payload.as_slice())
-                .bind(record.expires_at)
-                .execute(&self.pool)
-                .await
-                .map_err(backend(STORE))?
-                .rows_affected();
-            if inserted == 1 {
-                return Ok(key);
+        let expires_at = record.expires_at;
+        create_with_fresh_keys(STORE, |key| {
+            let payload = payload.as_slice();
+            async move {
+                let mut id = [0u8; 64];
+                // `ON CONFLICT DO NOTHING`: a row already under the key, live, ended or
+                // expired, is left as it is and the key counts as taken.
+                let inserted = sqlx::query(sql(&self.sql.create))
+                    .bind(key.storage_id().encode_hex(&mut id))
+                    .bind(payload)
+                    .bind(expires_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend(STORE))?
+                    .rows_affected();
+                Ok(inserted == 1)
             }
-        }
-        Err(Error::backend(
-            STORE,
-            "no free session key after repeated collisions",
-        ))
+        })
+        .await
     }
 
-    async fn run_load(&self, key: &SessionKey) -> Result<Option<Record>> {
+    async fn run_lookup(&self, key: &SessionKey) -> Result<Lookup> {
         if !key.is_generated_shape() {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         }
         let storage_id = key.storage_id();
         let mut id = [0u8; 64];
         let id = storage_id.encode_hex(&mut id);
-        let row = sqlx::query(sql(&self.sql.load))
+        let row = sqlx::query(sql(&self.sql.lookup))
             .bind(id)
             .bind(OffsetDateTime::now_utc())
             .fetch_optional(&self.pool)
             .await
             .map_err(backend(STORE))?;
         let Some(row) = row else {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         };
         let payload: &[u8] = row.try_get(0).map_err(backend(STORE))?;
         let expires_at: OffsetDateTime = row.try_get(1).map_err(backend(STORE))?;
         let version: i64 = row.try_get(2).map_err(backend(STORE))?;
-        let decoded = decode_row(STORE, &storage_id, payload, expires_at, version);
-        if decoded.is_none() {
-            // Only the row as it was read: a concurrent save that repaired it survives.
-            sqlx::query(sql(&self.sql.delete_version))
-                .bind(id)
-                .bind(version)
-                .execute(&self.pool)
-                .await
-                .map_err(backend(STORE))?;
+        match classify_row(STORE, &storage_id, payload, Some(expires_at), version) {
+            Found::Known(found) => Ok(found),
+            Found::Corrupt => {
+                // Only the row as it was read: a concurrent save that repaired it survives.
+                sqlx::query(sql(&self.sql.delete_version))
+                    .bind(id)
+                    .bind(version)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend(STORE))?;
+                Ok(Lookup::Absent)
+            }
         }
-        Ok(decoded)
     }
 
     async fn run_save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
@@ -348,17 +354,43 @@ impl PostgresStore {
         if updated == 1 {
             return Ok(key.clone());
         }
+        Err(missed_verdict(self.is_live(id, now).await?))
+    }
+
+    async fn run_end(
+        &self,
+        key: &SessionKey,
+        version: u64,
+        remember_until: OffsetDateTime,
+    ) -> Result<()> {
+        let now = OffsetDateTime::now_utc();
+        let mut id = [0u8; 64];
+        let id = key.storage_id().encode_hex(&mut id);
+        let ended = sqlx::query(sql(&self.sql.end))
+            .bind(remember_until)
+            .bind(id)
+            .bind(version_param(version))
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend(STORE))?
+            .rows_affected();
+        if ended == 1 {
+            return Ok(());
+        }
+        Err(missed_verdict(self.is_live(id, now).await?))
+    }
+
+    /// Whether a live record (unexpired at `now`, not an ended marker) is stored under
+    /// the hex storage id `id`.
+    async fn is_live(&self, id: &str, now: OffsetDateTime) -> Result<bool> {
         let live = sqlx::query(sql(&self.sql.exists))
             .bind(id)
             .bind(now)
             .fetch_optional(&self.pool)
             .await
             .map_err(backend(STORE))?;
-        Err(if live.is_some() {
-            Error::Conflict
-        } else {
-            Error::NotFound
-        })
+        Ok(live.is_some())
     }
 
     async fn run_touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {

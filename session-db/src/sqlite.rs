@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use session_core::{
-    Capabilities, Error, Record, Result, SessionKey, Store, from_unix_millis, unix_millis,
+    Capabilities, Error, Lookup, Record, Result, SessionKey, Store, create_with_fresh_keys,
+    from_unix_millis, unix_millis,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -15,8 +16,8 @@ use time::OffsetDateTime;
 
 use crate::TableName;
 use crate::common::{
-    self, CREATE_ATTEMPTS, ClearStats, Settings, Statements, Templates, backend, decode_row, sql,
-    version_param,
+    self, ClearStats, Found, Settings, Statements, Templates, backend, classify_row,
+    missed_verdict, sql, version_param,
 };
 
 const STORE: &str = "sqlite";
@@ -25,10 +26,11 @@ const TEMPLATES: Templates = Templates {
     create_table: include_str!("sql/sqlite/create_table.sql"),
     create_index: Some(include_str!("sql/sqlite/create_index.sql")),
     create: include_str!("sql/sqlite/create.sql"),
-    load: include_str!("sql/sqlite/load.sql"),
+    lookup: include_str!("sql/sqlite/lookup.sql"),
     save: include_str!("sql/sqlite/save.sql"),
     exists: include_str!("sql/sqlite/exists.sql"),
     touch: include_str!("sql/sqlite/touch.sql"),
+    end: include_str!("sql/sqlite/end.sql"),
     delete: include_str!("sql/sqlite/delete.sql"),
     delete_version: include_str!("sql/sqlite/delete_version.sql"),
     clear_batch: include_str!("sql/sqlite/clear_batch.sql"),
@@ -129,8 +131,9 @@ impl SqliteStore {
         tx.commit().await.map_err(backend(STORE))
     }
 
-    /// Deletes every expired row in batches of the configured size, and reports how many
-    /// rows and statements that took. [`Store::clear_expired`] returns `removed`.
+    /// Deletes every expired row (expired records, and ended markers past their instant)
+    /// in batches of the configured size, and reports how many rows and statements that
+    /// took. [`Store::clear_expired`] returns `removed`.
     ///
     /// # Errors
     ///
@@ -273,58 +276,64 @@ impl SqliteStore {
     async fn run_create(&self, record: &Record) -> Result<SessionKey> {
         let payload = record.encode_payload()?;
         let expires_at = unix_millis(record.expires_at);
-        for _ in 0..CREATE_ATTEMPTS {
-            let key = SessionKey::generate();
-            let mut id = [0u8; 64];
-            let inserted = sqlx::query(sql(&self.sql.create))
-                .bind(key.storage_id().encode_hex(&mut id))
-                .bind(payload.as_slice())
-                .bind(expires_at)
-                .execute(&self.pool)
-                .await
-                .map_err(backend(STORE))?
-                .rows_affected();
-            if inserted == 1 {
-                return Ok(key);
+        create_with_fresh_keys(STORE, |key| {
+            let payload = payload.as_slice();
+            async move {
+                let mut id = [0u8; 64];
+                // `ON CONFLICT DO NOTHING`: a row already under the key, live, ended or
+                // expired, is left as it is and the key counts as taken.
+                let inserted = sqlx::query(sql(&self.sql.create))
+                    .bind(key.storage_id().encode_hex(&mut id))
+                    .bind(payload)
+                    .bind(expires_at)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend(STORE))?
+                    .rows_affected();
+                Ok(inserted == 1)
             }
-        }
-        Err(Error::backend(
-            STORE,
-            "no free session key after repeated collisions",
-        ))
+        })
+        .await
     }
 
-    async fn run_load(&self, key: &SessionKey) -> Result<Option<Record>> {
+    async fn run_lookup(&self, key: &SessionKey) -> Result<Lookup> {
         if !key.is_generated_shape() {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         }
         let storage_id = key.storage_id();
         let mut id = [0u8; 64];
         let id = storage_id.encode_hex(&mut id);
-        let row = sqlx::query(sql(&self.sql.load))
+        let row = sqlx::query(sql(&self.sql.lookup))
             .bind(id)
             .bind(unix_millis(OffsetDateTime::now_utc()))
             .fetch_optional(&self.pool)
             .await
             .map_err(backend(STORE))?;
         let Some(row) = row else {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         };
         let payload: &[u8] = row.try_get(0).map_err(backend(STORE))?;
         let expires_at: i64 = row.try_get(1).map_err(backend(STORE))?;
         let version: i64 = row.try_get(2).map_err(backend(STORE))?;
-        let decoded = from_unix_millis(expires_at)
-            .and_then(|at| decode_row(STORE, &storage_id, payload, at, version));
-        if decoded.is_none() {
-            // Only the row as it was read: a concurrent save that repaired it survives.
-            sqlx::query(sql(&self.sql.delete_version))
-                .bind(id)
-                .bind(version)
-                .execute(&self.pool)
-                .await
-                .map_err(backend(STORE))?;
+        match classify_row(
+            STORE,
+            &storage_id,
+            payload,
+            from_unix_millis(expires_at),
+            version,
+        ) {
+            Found::Known(found) => Ok(found),
+            Found::Corrupt => {
+                // Only the row as it was read: a concurrent save that repaired it survives.
+                sqlx::query(sql(&self.sql.delete_version))
+                    .bind(id)
+                    .bind(version)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(backend(STORE))?;
+                Ok(Lookup::Absent)
+            }
         }
-        Ok(decoded)
     }
 
     async fn run_save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
@@ -346,17 +355,43 @@ impl SqliteStore {
         if updated == 1 {
             return Ok(key.clone());
         }
+        Err(missed_verdict(self.is_live(id, now).await?))
+    }
+
+    async fn run_end(
+        &self,
+        key: &SessionKey,
+        version: u64,
+        remember_until: OffsetDateTime,
+    ) -> Result<()> {
+        let now = unix_millis(OffsetDateTime::now_utc());
+        let mut id = [0u8; 64];
+        let id = key.storage_id().encode_hex(&mut id);
+        let ended = sqlx::query(sql(&self.sql.end))
+            .bind(unix_millis(remember_until))
+            .bind(id)
+            .bind(version_param(version))
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend(STORE))?
+            .rows_affected();
+        if ended == 1 {
+            return Ok(());
+        }
+        Err(missed_verdict(self.is_live(id, now).await?))
+    }
+
+    /// Whether a live record (unexpired at `now`, not an ended marker) is stored under
+    /// the hex storage id `id`.
+    async fn is_live(&self, id: &str, now: i64) -> Result<bool> {
         let live = sqlx::query(sql(&self.sql.exists))
             .bind(id)
             .bind(now)
             .fetch_optional(&self.pool)
             .await
             .map_err(backend(STORE))?;
-        Err(if live.is_some() {
-            Error::Conflict
-        } else {
-            Error::NotFound
-        })
+        Ok(live.is_some())
     }
 
     async fn run_touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {

@@ -99,6 +99,33 @@ async fn raw_key_appears_nowhere_in_the_table() {
     drop_table(&store).await;
 }
 
+/// The row under the hex storage id `id`, read directly.
+async fn read_row(store: &PostgresStore, id: String) -> Option<RawRow> {
+    let sql = format!(
+        "SELECT payload, expires_at, version FROM \"{}\" WHERE id = $1",
+        store.table_name()
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await
+        .expect("read the row")?;
+    Some(RawRow {
+        payload: row.get(0),
+        expires_at: row.get(1),
+        version: row.get(2),
+    })
+}
+
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_POSTGRES_URL"]
+async fn ended_marker_row_holds_no_data() {
+    let store = open(&fresh_table("e")).await;
+    check_ended_marker_holds_no_data(&store, |id| read_row(&store, id)).await;
+    assert_no_cell_contains(&scan(&store).await, ENDED_SECRET);
+    drop_table(&store).await;
+}
+
 #[tokio::test]
 #[ignore = "needs SESSION_TEST_POSTGRES_URL"]
 async fn garbage_payload_loads_as_none_and_is_removed() {

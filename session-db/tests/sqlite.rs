@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use session_core::conformance::Factory;
-use session_core::{Error, Store, async_trait, unix_millis};
+use session_core::{Error, Store, async_trait, from_unix_millis, unix_millis};
 use session_db::{SqliteStore, TableName};
 use sqlx::{Column, Row};
 
@@ -151,6 +151,32 @@ async fn raw_key_appears_nowhere_in_the_table() {
     Arc::make_mut(&mut r.data).remove("k");
     store.save(&key, &r).await.expect("save");
     assert_key_absent(&scan(&store).await, &key);
+    drop_table(&store).await;
+}
+
+/// The row under the hex storage id `id`, read directly.
+async fn read_row(store: &SqliteStore, id: String) -> Option<RawRow> {
+    let sql = format!(
+        "SELECT payload, expires_at, version FROM \"{}\" WHERE id = ?1",
+        store.table_name()
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(store.pool())
+        .await
+        .expect("read the row")?;
+    Some(RawRow {
+        payload: row.get(0),
+        expires_at: from_unix_millis(row.get(1)).expect("a representable instant"),
+        version: row.get(2),
+    })
+}
+
+#[tokio::test]
+async fn ended_marker_row_holds_no_data() {
+    let store = file_store().await;
+    check_ended_marker_holds_no_data(&store, |id| read_row(&store, id)).await;
+    assert_no_cell_contains(&scan(&store).await, ENDED_SECRET);
     drop_table(&store).await;
 }
 

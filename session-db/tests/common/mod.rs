@@ -188,3 +188,93 @@ pub(crate) async fn check_saves_racing_a_delete_never_fail(store: Arc<dyn Store>
         );
     }
 }
+
+/// One row as the table holds it, read with SQL rather than through the store.
+pub(crate) struct RawRow {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) expires_at: OffsetDateTime,
+    pub(crate) version: i64,
+}
+
+/// A value that must not survive in the table once its session has ended.
+pub(crate) const ENDED_SECRET: &str = "ended-session-secret";
+
+/// Saves a session holding [`ENDED_SECRET`], ends it, and checks through `read` (the row
+/// under a hex storage id, read directly) that what is left is a bare ended marker:
+/// version 0, an empty payload, `expires_at` at the instant `end` was given. Then checks
+/// that nothing writes through the marker: a `save` at version 0 (a record never stored),
+/// a `touch` and a second `end` all answer `NotFound` and leave the row as it was.
+/// Returns the ended key; the caller scans the table for [`ENDED_SECRET`].
+pub(crate) async fn check_ended_marker_holds_no_data<F, Fut>(
+    store: &dyn Store,
+    read: F,
+) -> SessionKey
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Option<RawRow>>,
+{
+    let key = store.create(&record("first")).await.expect("create");
+    let mut r = store.load(&key).await.expect("load").expect("stored");
+    Arc::make_mut(&mut r.data).insert("secret".into(), json!(ENDED_SECRET));
+    store.save(&key, &r).await.expect("save");
+    let id = key.storage_id().to_hex();
+    let before = read(id.clone()).await.expect("the saved row");
+    assert_eq!(before.version, 2);
+    assert!(!before.payload.is_empty());
+
+    // Whole seconds, which every dialect keeps exactly.
+    let until = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp())
+        .expect("now")
+        + Duration::minutes(5);
+    store.end(&key, 2, until).await.expect("end");
+    let assert_marker = |row: Option<RawRow>, after: &str| {
+        let row = row.unwrap_or_else(|| panic!("{after}: the marker row is gone"));
+        assert_eq!(row.version, 0, "{after}: the marker's version");
+        assert!(
+            row.payload.is_empty(),
+            "{after}: the marker holds a payload of {} bytes",
+            row.payload.len()
+        );
+        assert_eq!(row.expires_at, until, "{after}: the marker's expires_at");
+    };
+    assert_marker(read(id.clone()).await, "end");
+    assert!(matches!(
+        store.lookup(&key).await,
+        Ok(session_core::Lookup::Ended)
+    ));
+    assert!(store.load(&key).await.expect("load").is_none());
+
+    let never_stored = record("intruder");
+    assert_eq!(never_stored.version, 0);
+    assert!(matches!(
+        store.save(&key, &never_stored).await,
+        Err(session_core::Error::NotFound)
+    ));
+    assert_marker(read(id.clone()).await, "save at version 0");
+    assert!(matches!(
+        store.touch(&key, in_an_hour()).await,
+        Err(session_core::Error::NotFound)
+    ));
+    assert_marker(read(id.clone()).await, "touch");
+    for version in [0, 2] {
+        assert!(matches!(
+            store.end(&key, version, in_an_hour()).await,
+            Err(session_core::Error::NotFound)
+        ));
+        assert_marker(read(id.clone()).await, "a second end");
+    }
+    key
+}
+
+/// Fails if `needle` occurs in any of `cells`.
+pub(crate) fn assert_no_cell_contains(cells: &[Vec<u8>], needle: &str) {
+    assert!(!cells.is_empty(), "the scan saw nothing");
+    let needle = needle.as_bytes();
+    for cell in cells {
+        assert!(
+            !cell.windows(needle.len()).any(|w| w == needle),
+            "{:?} is still stored",
+            String::from_utf8_lossy(needle)
+        );
+    }
+}

@@ -1,1 +1,1 @@
-SELECT 1 FROM {table} WHERE id = ? AND expires_at > ?
+SELECT 1 FROM {table} WHERE id = ? AND version > 0 AND expires_at > ?

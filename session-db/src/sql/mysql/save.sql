@@ -1,2 +1,2 @@
 UPDATE {table} SET payload = ?, expires_at = ?, version = version + 1
-WHERE id = ? AND version = ? AND expires_at > ?
+WHERE id = ? AND version = ? AND version > 0 AND expires_at > ?

@@ -1,1 +1,1 @@
-UPDATE {table} SET expires_at = ? WHERE id = ? AND expires_at > ?
+UPDATE {table} SET expires_at = ? WHERE id = ? AND version > 0 AND expires_at > ?

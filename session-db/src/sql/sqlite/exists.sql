@@ -1,1 +1,1 @@
-SELECT 1 FROM {table} WHERE id = ?1 AND expires_at > ?2
+SELECT 1 FROM {table} WHERE id = ?1 AND version > 0 AND expires_at > ?2
