@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use session_core::{Capabilities, Error, Record, Result, SessionKey, StorageId, Store};
+use session_core::{Capabilities, Error, Lookup, Record, Result, SessionKey, StorageId, Store};
 use time::OffsetDateTime;
 
 use crate::SessionCache;
@@ -24,11 +24,14 @@ const PENDING_LIMIT: usize = 100_000;
 /// [`MokaStore`](crate::MokaStore) in this process or a [`RedisStore`](crate::RedisStore)
 /// shared by several) holds copies.
 ///
-/// - **Reads**: `load` answers from the cache; on a miss it loads from the database and
-///   fills the cache.
-/// - **Writes**: `create`, `save`, `touch` and `delete` go to the database first, and its
-///   answer is the answer, `Conflict` and `NotFound` included; only then is the cache
-///   updated.
+/// - **Reads**: `load` and `lookup` answer from the cache when it holds a live record; on a
+///   miss they ask the database's [`lookup`](Store::lookup) and fill the cache with what
+///   it found live. A session the database remembers as ended is answered
+///   [`Lookup::Ended`] and never cached.
+/// - **Writes**: `create`, `save`, `touch`, `end` and `delete` go to the database first,
+///   and its answer is the answer, `Conflict` and `NotFound` included; only then is the
+///   cache updated. `create` draws its key (at most
+///   [`CREATE_ATTEMPTS`](session_core::CREATE_ATTEMPTS) of them) in the database.
 ///
 /// # Correctness under concurrency and failure
 ///
@@ -40,13 +43,13 @@ const PENDING_LIMIT: usize = 100_000;
 ///    so the order is monotonic. `touch` moves a cached expiry only forward
 ///    ([`SessionCache::extend`]); a touch that shortens or ends a session, or finds nothing
 ///    to move, drops the entry instead (next point).
-/// 2. **A fill never resurrects a deleted session.** `delete` (and every other "drop this
-///    entry") writes a *tombstone* into the cache: for the tombstone TTL (default
-///    [`DEFAULT_TOMBSTONE_TTL`]) the cache answers "absent" and refuses every put, so a
-///    fill that read the record before the delete cannot bring it back. A fill or write
-///    whose database call took longer than half the TTL is not written to the cache at all
-///    (a write drops the entry instead), so no put can outlive the tombstone meant to
-///    stop it.
+/// 2. **A fill never resurrects a deleted or ended session.** `delete` and `end` (and
+///    every other "drop this entry") write a *tombstone* into the cache: for the tombstone
+///    TTL (default [`DEFAULT_TOMBSTONE_TTL`]) the cache answers "absent" and refuses every
+///    put, so a fill that read the record before the delete or end cannot bring it back.
+///    A fill or write whose database call took longer than half the TTL is not written to
+///    the cache at all (a write drops the entry instead), so no put can outlive the
+///    tombstone meant to stop it.
 /// 3. **A cache error never fails a request or loses a write.** The database has already
 ///    answered: on a cache error the read is served from the database, and after a write
 ///    the cache entry is dropped (tombstoned), with a `tracing` warning. If even the drop
@@ -58,7 +61,13 @@ const PENDING_LIMIT: usize = 100_000;
 ///    the cache's timeouts short and its availability high.)
 ///
 /// On `Conflict` or `NotFound` from the database the cache entry is dropped too: the
-/// client evidently held a copy the database no longer has.
+/// client evidently held a copy the database no longer has. `end` drops it whatever the
+/// database answered (an error may hide an end that happened): the cache never serves a
+/// live copy of a session the database ended.
+///
+/// Each process's in-process cache (a `MokaStore`) is its own: a session ended or deleted
+/// through one process stays in another process's cache until that copy expires. Share a
+/// `RedisStore` as the cache when several processes serve one database.
 ///
 /// # Examples
 ///
@@ -212,8 +221,12 @@ impl<C: SessionCache, D: Store> Store for CachedStore<C, D> {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.lookup(key).await.map(Lookup::into_live)
+    }
+
+    async fn lookup(&self, key: &SessionKey) -> Result<Lookup> {
         if !key.is_generated_shape() {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         }
         let id = key.storage_id();
         let mut fill = true;
@@ -225,7 +238,7 @@ impl<C: SessionCache, D: Store> Store for CachedStore<C, D> {
             fill = false;
         } else {
             match self.cache.get(&id).await {
-                Ok(Some(r)) if !r.is_expired() => return Ok(Some(r)),
+                Ok(Some(r)) if !r.is_expired() => return Ok(Lookup::Live(r)),
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(session = %id.short(), error = %e, "session cache read failed; reading the database");
@@ -234,14 +247,17 @@ impl<C: SessionCache, D: Store> Store for CachedStore<C, D> {
             }
         }
         let started = Instant::now();
-        let loaded = self.db.load(key).await?;
-        if let Some(r) = loaded.as_ref().filter(|_| fill && self.in_time(started)) {
+        let found = self.db.lookup(key).await?;
+        if let Lookup::Live(r) = &found
+            && fill
+            && self.in_time(started)
+        {
             // A failed fill changes nothing the database does not agree with: log only.
             if let Err(e) = self.cache.put_if_newer(&id, r).await {
                 tracing::warn!(session = %id.short(), error = %e, "session cache fill failed");
             }
         }
-        Ok(loaded)
+        Ok(found)
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
@@ -289,6 +305,21 @@ impl<C: SessionCache, D: Store> Store for CachedStore<C, D> {
             }
         }
         Ok(new_key)
+    }
+
+    async fn end(
+        &self,
+        key: &SessionKey,
+        version: u64,
+        remember_until: OffsetDateTime,
+    ) -> Result<()> {
+        let ended = self.db.end(key, version, remember_until).await;
+        // Whatever the answer (an error may hide an end the database did make), the cached
+        // copy goes, exactly as for `delete`; a key of another shape was never cached.
+        if key.is_generated_shape() {
+            self.drop_entry(&key.storage_id()).await;
+        }
+        ended
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {

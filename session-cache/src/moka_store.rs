@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use moka::future::Cache;
 use session_core::serde_json::Value;
-use session_core::{Capabilities, Error, Record, Result, SessionKey, StorageId, Store};
+use session_core::{
+    Capabilities, Error, Lookup, Record, Result, SessionKey, StorageId, Store,
+    create_with_fresh_keys,
+};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, MutexGuard};
 
@@ -26,6 +29,10 @@ const LONGEST_KEEP: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// `CachedStore` (which names sessions by storage id).
 type Id = [u8; 32];
 
+/// The weight of an entry that holds no record (a cache tombstone, an ended marker): the
+/// key, the slot and moka's bookkeeping.
+const MARKER_WEIGHT: u32 = 64;
+
 /// How many locks the writes are spread over (one per value of the low byte of an id's
 /// hash). Writes to one entry always take the same lock; writes to different entries
 /// rarely meet on one.
@@ -43,10 +50,15 @@ const WRITE_STRIPES: usize = 256;
 ///   least likely to be used again (TinyLFU), like Django's cache backend under memory
 ///   pressure. A record larger than the whole capacity is refused with
 ///   [`Error::TooLarge`].
-/// - Every write (`create` insert-if-absent, `save` compare-and-set, `touch`, `delete`)
-///   holds one of 256 striped locks, chosen by the entry's hash, from its read of the
-///   entry to its `insert` or `invalidate`: a write never acts on a stale read, and a
-///   `save` can never put back a session that a `delete` removed. Reads take no lock.
+/// - Every write (`create` insert-if-absent, `save` compare-and-set, `touch`, `end`,
+///   `delete`) holds one of 256 striped locks, chosen by the entry's hash, from its read of
+///   the entry to its `insert` or `invalidate`: a write never acts on a stale read, a
+///   `save` can never put back a session that an `end` or a `delete` removed, and of two
+///   `end`s of one version exactly one wins. Reads take no lock.
+/// - [`end`](Store::end) replaces the record by an *ended marker* that expires at the
+///   instant `end` was given (the same per-entry expiry) and weighs as a small entry, like
+///   a cache tombstone; `lookup` reports it as [`Lookup::Ended`], every other operation as
+///   absent, and `create` never draws a key that holds one.
 ///
 /// A clone is a second handle on the same cache; create one store per namespace.
 ///
@@ -107,7 +119,8 @@ impl MokaStore {
         self.cache.weighted_size()
     }
 
-    /// How many entries are cached (as of moka's last maintenance), tombstones included.
+    /// How many entries are cached (as of moka's last maintenance), tombstones and ended
+    /// markers included.
     #[must_use]
     pub fn entry_count(&self) -> u64 {
         self.cache.entry_count()
@@ -232,26 +245,39 @@ impl MokaStore {
 impl Store for MokaStore {
     async fn create(&self, record: &Record) -> Result<SessionKey> {
         let slot = self.live_slot(record, 1)?;
-        loop {
-            let key = SessionKey::generate();
-            let Some(id) = key.generated_bytes() else {
-                continue;
-            };
-            let _writing = self.write_lock(&id).await;
-            // Whatever is there, live or not yet evicted, is never replaced: draw again.
-            if self.cache.contains_key(&id) {
-                continue;
+        create_with_fresh_keys("moka", |key| {
+            let slot = slot.clone();
+            async move {
+                let Some(id) = key.generated_bytes() else {
+                    return Ok(false);
+                };
+                let _writing = self.write_lock(&id).await;
+                // Whatever is there (a live record, an ended marker, an entry not yet
+                // evicted) is never replaced: the key is taken.
+                if self.cache.contains_key(&id) {
+                    return Ok(false);
+                }
+                self.cache.insert(id, slot).await;
+                Ok(true)
             }
-            self.cache.insert(id, slot).await;
-            return Ok(key);
-        }
+        })
+        .await
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        match key.generated_bytes() {
-            Some(id) => Ok(self.live(&id).await),
-            None => Ok(None),
-        }
+        self.lookup(key).await.map(Lookup::into_live)
+    }
+
+    async fn lookup(&self, key: &SessionKey) -> Result<Lookup> {
+        let Some(id) = key.generated_bytes() else {
+            return Ok(Lookup::Absent);
+        };
+        let now = OffsetDateTime::now_utc();
+        Ok(match self.cache.get(&id).await {
+            Some(Slot::Live { record, .. }) if !record.is_expired_at(now) => Lookup::Live(record),
+            Some(Slot::Ended { until }) if until > now => Lookup::Ended,
+            _ => Lookup::Absent,
+        })
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
@@ -280,6 +306,32 @@ impl Store for MokaStore {
             .ok_or(Error::NotFound)?;
         self.cache.insert(id, moved).await;
         Ok(key.clone())
+    }
+
+    async fn end(
+        &self,
+        key: &SessionKey,
+        version: u64,
+        remember_until: OffsetDateTime,
+    ) -> Result<()> {
+        let id = key.generated_bytes().ok_or(Error::InvalidKey)?;
+        let _writing = self.write_lock(&id).await;
+        match self.live(&id).await {
+            Some(held) if held.version == version => {
+                if remember_until > OffsetDateTime::now_utc() {
+                    let marker = Slot::Ended {
+                        until: remember_until,
+                    };
+                    self.cache.insert(id, marker).await;
+                } else {
+                    // Nothing left to remember.
+                    self.cache.invalidate(&id).await;
+                }
+                Ok(())
+            }
+            Some(_) => Err(Error::Conflict),
+            None => Err(Error::NotFound),
+        }
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
@@ -317,7 +369,9 @@ impl SessionCache for MokaStore {
         let _writing = self.write_lock(&id).await;
         let now = OffsetDateTime::now_utc();
         match (self.cache.get(&id).await, slot) {
-            (Some(Slot::Tombstone { until }), _) if until > now => Ok(false),
+            (Some(Slot::Tombstone { until } | Slot::Ended { until }), _) if until > now => {
+                Ok(false)
+            }
             (Some(Slot::Live { record: held, .. }), _)
                 if !held.is_expired_at(now)
                     && (held.version, held.expires_at) >= (record.version, record.expires_at) =>
@@ -368,8 +422,11 @@ impl SessionCache for MokaStore {
 enum Slot {
     /// A record, with its weight computed once when it was stored.
     Live { record: Record, weight: u32 },
-    /// A deleted session: blocks cache fills until `until`.
+    /// A cache tombstone (a deleted or dropped session): blocks cache fills until `until`.
     Tombstone { until: OffsetDateTime },
+    /// An ended session ([`Store::end`]), remembered until `until`: no data, and nothing
+    /// is written over it before then.
+    Ended { until: OffsetDateTime },
 }
 
 impl Slot {
@@ -391,14 +448,14 @@ impl Slot {
     fn weight(&self) -> u32 {
         match self {
             Self::Live { weight, .. } => *weight,
-            Self::Tombstone { .. } => 64,
+            Self::Tombstone { .. } | Self::Ended { .. } => MARKER_WEIGHT,
         }
     }
 
     fn deadline(&self) -> OffsetDateTime {
         match self {
             Self::Live { record, .. } => record.expires_at,
-            Self::Tombstone { until } => *until,
+            Self::Tombstone { until } | Self::Ended { until } => *until,
         }
     }
 

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, FromRedisValue, Script, ServerErrorKind};
 use session_core::{
-    Capabilities, Error, FrameHeader, Record, Result, SessionKey, StorageId, Store, unix_millis,
+    Capabilities, Error, FrameHeader, Lookup, Record, Result, SessionKey, StorageId, Store,
+    create_with_fresh_keys, unix_millis,
 };
 use time::OffsetDateTime;
 
@@ -22,53 +23,76 @@ pub const DEFAULT_REDIS_PREFIX: &str = "session:";
 /// What a cache tombstone holds: three bytes that are not a record header.
 const TOMBSTONE: &[u8] = b"SR\x00";
 
-/// Compare-and-set. KEYS[1]: the session; ARGV: expected version (8 bytes, big endian),
-/// the new framed record, its PXAT. Reads only the header (GETRANGE), so a large record is
-/// never copied into Lua. Returns 1 (saved), 0 (missing, expired or not a record), 2 (the
-/// stored version differs).
-static SAVE: LazyLock<Script> = LazyLock::new(|| {
+// Every script reads only the 19-byte header (GETRANGE), so a large record is never copied
+// into Lua. A header is a record when it starts with "SR\1", its version is not 0 (version
+// 0 is an ended marker) and its `expires_at` is after the caller's `now`: the application's
+// clock decides expiry, Redis's clock only runs the relative TTL (`PX`/`PEXPIRE`) that
+// removes the key. A TTL argument of "0" means the new value has already expired: the key
+// is deleted instead of written.
+
+/// Compare-and-replace, behind both `save` and `end`. KEYS[1]: the session; ARGV: the
+/// expected version (8 bytes, big endian), the new value (a framed record for `save`, an
+/// ended marker for `end`), its TTL in milliseconds, now (Unix milliseconds). Returns 1
+/// (replaced), 0 (missing, expired, ended or not a record), 2 (the stored version differs).
+static REPLACE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
-        r"local h = redis.call('GETRANGE', KEYS[1], 0, 10)
-if string.len(h) ~= 11 or string.sub(h, 1, 3) ~= 'SR\1' then return 0 end
+        r"local h = redis.call('GETRANGE', KEYS[1], 0, 18)
+if string.len(h) ~= 19 or string.sub(h, 1, 3) ~= 'SR\1' then return 0 end
+local v, e = struct.unpack('>I8i8', h, 4)
+if v == 0 or e <= tonumber(ARGV[4]) then return 0 end
 if string.sub(h, 4, 11) ~= ARGV[1] then return 2 end
-redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
+end
 return 1",
     )
 });
 
 /// Moves a record's expiry: rewrites the `expires_at` of its header (SETRANGE) and its TTL
-/// (PEXPIREAT; an instant in the past deletes the key). KEYS[1]: the session; ARGV: the new
-/// expiry (8 bytes, big endian), the same in decimal milliseconds, its PXAT, and "1" to
-/// move only forward (the cache's `extend`). Returns 1 (moved) or 0 (not a record, or an
-/// earlier instant when moving only forward).
+/// (PEXPIRE; a TTL of "0" deletes the key). KEYS[1]: the session; ARGV: the new expiry
+/// (8 bytes, big endian), the same in decimal milliseconds, its TTL in milliseconds, "1"
+/// to move only forward (the cache's `extend`), now (Unix milliseconds). Returns 1 (moved)
+/// or 0 (not a live record, or an earlier instant when moving only forward).
 static MOVE_EXPIRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local h = redis.call('GETRANGE', KEYS[1], 0, 18)
 if string.len(h) ~= 19 or string.sub(h, 1, 3) ~= 'SR\1' then return 0 end
-if ARGV[4] == '1' then
-  local _, e = struct.unpack('>I8i8', h, 4)
-  if e > tonumber(ARGV[2]) then return 0 end
+local v, e = struct.unpack('>I8i8', h, 4)
+if v == 0 or e <= tonumber(ARGV[5]) then return 0 end
+if ARGV[4] == '1' and e > tonumber(ARGV[2]) then return 0 end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SETRANGE', KEYS[1], 11, ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+else
+  redis.call('DEL', KEYS[1])
 end
-redis.call('SETRANGE', KEYS[1], 11, ARGV[1])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1",
     )
 });
 
 /// The cache's conditional put. KEYS[1]: the session; ARGV: version and expiry (decimal),
-/// the framed record, its PXAT. Refuses (0) under a tombstone or when the cached record's
-/// `(version, expires_at)` is at least the new one; otherwise writes it (1).
+/// the framed record, its TTL in milliseconds. Refuses (0) under a cache tombstone, over an
+/// ended marker, or when the cached record's `(version, expires_at)` is at least the new
+/// one; otherwise writes it (1), or, when the record has already expired, deletes the older
+/// copy (0).
 static PUT_IF_NEWER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"local h = redis.call('GETRANGE', KEYS[1], 0, 18)
 if h == 'SR\0' then return 0 end
 if string.len(h) == 19 and string.sub(h, 1, 3) == 'SR\1' then
   local v, e = struct.unpack('>I8i8', h, 4)
+  if v == 0 then return 0 end
   local nv, ne = tonumber(ARGV[1]), tonumber(ARGV[2])
   if v > nv or (v == nv and e >= ne) then return 0 end
 end
-redis.call('SET', KEYS[1], ARGV[3], 'PXAT', ARGV[4])
-return 1",
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+  return 1
+end
+redis.call('DEL', KEYS[1])
+return 0",
     )
 });
 
@@ -78,12 +102,18 @@ return 1",
 ///   64 hex characters of [`SessionKey::storage_id`]; the key itself never reaches Redis.
 /// - **Values**: the record in the core's [framed](Record::encode_framed) form (version and
 ///   `expires_at` in a 19-byte header, then the JSON payload), so `load` is one `GET`.
-/// - **Expiry** is Redis's own: every write sets `PXAT expires_at`, so Redis drops expired
-///   sessions and `clear_expired` returns 0.
-/// - `create` is `SET … PXAT … NX` (a new key is drawn if one exists); `save` is one Lua
+/// - **Expiry** is Redis's own, on one clock: every write sends a *relative* TTL (`PX`,
+///   `PEXPIRE`: `expires_at` minus now, on this process's clock), never an absolute
+///   instant that Redis would read on its own, possibly different, clock. The header keeps
+///   `expires_at`, which this process checks on every read and script. Redis drops expired
+///   sessions, so `clear_expired` returns 0.
+/// - `create` is `SET … PX … NX` through [`create_with_fresh_keys`] (at most
+///   [`CREATE_ATTEMPTS`](session_core::CREATE_ATTEMPTS) keys); `save` and `end` are one Lua
 ///   script (sent as `EVALSHA`, loaded on `NOSCRIPT`) that compares the stored version and
-///   writes the record and its TTL; `touch` is one script that rewrites the header's expiry
-///   and `PEXPIREAT`s the key; `delete` is `DEL`.
+///   replaces the value: by the new record for `save`, by an
+///   [ended marker](Record::encode_ended_marker) kept until `remember_until` for `end`;
+///   `touch` is one script that rewrites the header's expiry and `PEXPIRE`s the key;
+///   `lookup` and `load` are one `GET`; `delete` is `DEL`.
 /// - Every operation is one round trip touching one key, so it runs unchanged on a Cluster.
 /// - The connection is one multiplexed, auto-reconnecting connection
 ///   ([`ConnectionManager`], or the cluster connection): requests of every task are
@@ -374,26 +404,54 @@ impl RedisStore {
         }
     }
 
-    /// The decoded live record stored under `id`; garbage is logged and removed.
-    async fn get_record(&self, id: &StorageId) -> Result<Option<Record>> {
+    /// What is stored under `id`, judged on this process's clock: a live record, an ended
+    /// marker, or nothing (a cache tombstone counts as nothing). Garbage is logged and
+    /// removed.
+    async fn lookup_id(&self, id: &StorageId) -> Result<Lookup> {
         let cmd = self.keyed("GET", id, 0, 0);
         let Some(bytes) = self.query::<Option<Vec<u8>>>(&cmd).await? else {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         };
         if bytes == TOMBSTONE {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         }
-        match Record::decode_framed(&bytes) {
-            Ok(r) if r.is_expired() => Ok(None),
-            Ok(r) => Ok(Some(r)),
+        match Lookup::decode_framed(&bytes, OffsetDateTime::now_utc()) {
+            Ok(found) => Ok(found),
             Err(e) => {
                 tracing::warn!(session = %id.short(), error = %e, "undecodable session in Redis; removing it");
                 let del = self.keyed("DEL", id, 0, 0);
                 if let Err(e) = self.query::<()>(&del).await {
                     tracing::warn!(session = %id.short(), error = %e, "could not remove an undecodable session");
                 }
-                Ok(None)
+                Ok(Lookup::Absent)
             }
+        }
+    }
+
+    /// Runs the compare-and-replace script: `value` replaces the record under `id` if its
+    /// stored version is `version`, for `ttl` (`None`: the value has already expired, so
+    /// the record is deleted instead).
+    async fn replace(
+        &self,
+        id: &StorageId,
+        version: u64,
+        value: &[u8],
+        ttl: Option<u64>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let mut px = itoa_buf();
+        let px = fmt_u64(&mut px, ttl.unwrap_or(0));
+        let mut now_ms = itoa_buf();
+        let now_ms = fmt_i64(&mut now_ms, unix_millis(now));
+        let mut cmd = self.evalsha(&REPLACE, id, 4, 8 + value.len() + px.len() + now_ms.len());
+        cmd.arg(&version.to_be_bytes()[..])
+            .arg(value)
+            .arg(px)
+            .arg(now_ms);
+        match self.eval::<i64>(&REPLACE, &cmd).await? {
+            1 => Ok(()),
+            2 => Err(Error::Conflict),
+            _ => Err(Error::NotFound),
         }
     }
 
@@ -404,16 +462,25 @@ impl RedisStore {
         expires_at: OffsetDateTime,
         forward_only: bool,
     ) -> Result<bool> {
+        let now = OffsetDateTime::now_utc();
         let millis = unix_millis(expires_at);
         let mut decimal = itoa_buf();
         let decimal = fmt_i64(&mut decimal, millis);
-        let mut pxat = itoa_buf();
-        let pxat = fmt_i64(&mut pxat, pxat_millis(millis));
-        let mut cmd = self.evalsha(&MOVE_EXPIRY, id, 4, 8 + decimal.len() + pxat.len() + 1);
+        let mut px = itoa_buf();
+        let px = fmt_u64(&mut px, ttl_millis(expires_at, now).unwrap_or(0));
+        let mut now_ms = itoa_buf();
+        let now_ms = fmt_i64(&mut now_ms, unix_millis(now));
+        let mut cmd = self.evalsha(
+            &MOVE_EXPIRY,
+            id,
+            5,
+            8 + decimal.len() + px.len() + 1 + now_ms.len(),
+        );
         cmd.arg(&millis.to_be_bytes()[..])
             .arg(decimal)
-            .arg(pxat)
-            .arg(if forward_only { "1" } else { "0" });
+            .arg(px)
+            .arg(if forward_only { "1" } else { "0" })
+            .arg(now_ms);
         Ok(self.eval::<i64>(&MOVE_EXPIRY, &cmd).await? == 1)
     }
 }
@@ -456,40 +523,46 @@ impl std::fmt::Debug for RedisStore {
 impl Store for RedisStore {
     async fn create(&self, record: &Record) -> Result<SessionKey> {
         let value = framed(record, 1)?;
-        let mut pxat = itoa_buf();
-        let pxat = fmt_i64(&mut pxat, pxat_millis(record.expires_at_millis()));
-        loop {
-            let key = SessionKey::generate();
-            let mut cmd = self.keyed("SET", &key.storage_id(), 4, value.len() + 6 + pxat.len());
-            cmd.arg(&value[..]).arg("PXAT").arg(pxat).arg("NX");
-            // `SET … NX` answers nil when the key exists: draw another key.
-            if self.query::<Option<()>>(&cmd).await?.is_some() {
-                return Ok(key);
+        let ttl = ttl_millis(record.expires_at, OffsetDateTime::now_utc());
+        let mut px = itoa_buf();
+        let px = fmt_u64(&mut px, ttl.unwrap_or(0));
+        let value = &value[..];
+        create_with_fresh_keys(STORE, |key| async move {
+            let id = key.storage_id();
+            if ttl.is_none() {
+                // Already expired: nothing to write, but the key must still be free, so
+                // that it is never handed out while another session holds it.
+                let cmd = self.keyed("EXISTS", &id, 0, 0);
+                return Ok(self.query::<i64>(&cmd).await? == 0);
             }
-        }
+            let mut cmd = self.keyed("SET", &id, 4, value.len() + 2 + px.len() + 2);
+            cmd.arg(value).arg("PX").arg(px).arg("NX");
+            // `SET … NX` answers nil when the key exists (a live record or an ended
+            // marker): the key is taken.
+            Ok(self.query::<Option<()>>(&cmd).await?.is_some())
+        })
+        .await
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.lookup(key).await.map(Lookup::into_live)
+    }
+
+    async fn lookup(&self, key: &SessionKey) -> Result<Lookup> {
         if !key.is_generated_shape() {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         }
-        self.get_record(&key.storage_id()).await
+        self.lookup_id(&key.storage_id()).await
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
         key.require_generated_shape()?;
         let value = framed(record, record.next_version()?)?;
-        let mut pxat = itoa_buf();
-        let pxat = fmt_i64(&mut pxat, pxat_millis(record.expires_at_millis()));
-        let mut cmd = self.evalsha(&SAVE, &key.storage_id(), 3, 8 + value.len() + pxat.len());
-        cmd.arg(&record.version.to_be_bytes()[..])
-            .arg(&value[..])
-            .arg(pxat);
-        match self.eval::<i64>(&SAVE, &cmd).await? {
-            1 => Ok(key.clone()),
-            2 => Err(Error::Conflict),
-            _ => Err(Error::NotFound),
-        }
+        let now = OffsetDateTime::now_utc();
+        let ttl = ttl_millis(record.expires_at, now);
+        self.replace(&key.storage_id(), record.version, &value, ttl, now)
+            .await?;
+        Ok(key.clone())
     }
 
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
@@ -504,6 +577,20 @@ impl Store for RedisStore {
         }
     }
 
+    async fn end(
+        &self,
+        key: &SessionKey,
+        version: u64,
+        remember_until: OffsetDateTime,
+    ) -> Result<()> {
+        key.require_generated_shape()?;
+        let marker = Record::encode_ended_marker(remember_until);
+        let now = OffsetDateTime::now_utc();
+        let ttl = ttl_millis(remember_until, now);
+        self.replace(&key.storage_id(), version, &marker, ttl, now)
+            .await
+    }
+
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         if key.is_generated_shape() {
             let cmd = self.keyed("DEL", &key.storage_id(), 0, 0);
@@ -513,7 +600,7 @@ impl Store for RedisStore {
     }
 
     async fn clear_expired(&self) -> Result<u64> {
-        // Redis removes expired keys by itself.
+        // Redis removes expired keys, and ended markers past their instant, by itself.
         Ok(0)
     }
 
@@ -525,7 +612,7 @@ impl Store for RedisStore {
 #[async_trait]
 impl SessionCache for RedisStore {
     async fn get(&self, id: &StorageId) -> Result<Option<Record>> {
-        self.get_record(id).await
+        self.lookup_id(id).await.map(Lookup::into_live)
     }
 
     async fn put_if_newer(&self, id: &StorageId, record: &Record) -> Result<bool> {
@@ -535,15 +622,18 @@ impl SessionCache for RedisStore {
         let version = fmt_u64(&mut version, record.version);
         let mut expires = itoa_buf();
         let expires = fmt_i64(&mut expires, millis);
-        let mut pxat = itoa_buf();
-        let pxat = fmt_i64(&mut pxat, pxat_millis(millis));
+        let mut px = itoa_buf();
+        let px = fmt_u64(
+            &mut px,
+            ttl_millis(record.expires_at, OffsetDateTime::now_utc()).unwrap_or(0),
+        );
         let mut cmd = self.evalsha(
             &PUT_IF_NEWER,
             id,
             4,
-            version.len() + expires.len() + value.len() + pxat.len(),
+            version.len() + expires.len() + value.len() + px.len(),
         );
-        cmd.arg(version).arg(expires).arg(&value[..]).arg(pxat);
+        cmd.arg(version).arg(expires).arg(&value[..]).arg(px);
         Ok(self.eval::<i64>(&PUT_IF_NEWER, &cmd).await? == 1)
     }
 
@@ -592,9 +682,18 @@ fn framed(record: &Record, version: u64) -> Result<Vec<u8>> {
     })
 }
 
-/// `PXAT` must be positive; an instant at or before the epoch is simply "already expired".
-fn pxat_millis(millis: i64) -> i64 {
-    millis.max(1)
+/// The relative TTL that makes Redis drop a value at `until`, in milliseconds measured
+/// on this process's clock (`now`), rounded up so that Redis never drops a value this
+/// process still holds live; `None` when `until` is not after `now` (the value has already
+/// expired and must not be written). Redis runs the TTL on its own clock, so a skew between
+/// the two clocks never shortens or lengthens a session.
+fn ttl_millis(until: OffsetDateTime, now: OffsetDateTime) -> Option<u64> {
+    if until <= now {
+        return None;
+    }
+    let nanos = (until - now).whole_nanoseconds();
+    let millis = (nanos + 999_999) / 1_000_000;
+    Some(u64::try_from(millis).unwrap_or(u64::MAX).max(1))
 }
 
 fn itoa_buf() -> [u8; 20] {
@@ -617,7 +716,7 @@ fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &str {
 }
 
 /// Formats a non-negative `n` in decimal (negative values are formatted as 0: every caller
-/// passes a positive PXAT or an expiry after the epoch).
+/// passes an instant after the epoch).
 fn fmt_i64(buf: &mut [u8; 20], n: i64) -> &str {
     fmt_u64(buf, u64::try_from(n).unwrap_or(0))
 }
@@ -648,6 +747,20 @@ mod tests {
             &1_800_000_000_000i64.to_be_bytes()
         );
         assert_ne!(TOMBSTONE, &bytes[..3]);
+    }
+
+    #[test]
+    fn ttls_are_relative_rounded_up_and_absent_once_past() {
+        use time::Duration as D;
+        let now = OffsetDateTime::now_utc();
+        assert_eq!(ttl_millis(now + D::minutes(2), now), Some(120_000));
+        assert_eq!(ttl_millis(now + D::microseconds(1_500), now), Some(2));
+        assert_eq!(ttl_millis(now + D::nanoseconds(1), now), Some(1));
+        assert_eq!(ttl_millis(now, now), None);
+        assert_eq!(ttl_millis(now - D::seconds(1), now), None);
+        // Measured from the given `now`, whatever the wall clock says.
+        let skewed = now - D::minutes(5);
+        assert_eq!(ttl_millis(skewed + D::minutes(2), skewed), Some(120_000));
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use serde_json::json;
 use session_cache::{CachedStore, MokaStore, SessionCache};
 use session_core::conformance::Factory;
 use session_core::{
-    Capabilities, Data, Error, MemoryStore, Record, Result, SessionKey, StorageId, Store,
+    Capabilities, Data, Error, Lookup, MemoryStore, Record, Result, SessionKey, StorageId, Store,
     async_trait,
 };
 use session_db::{SqliteStore, TableName};
@@ -142,7 +142,10 @@ impl Store for PausingDb {
         self.inner.create(r).await
     }
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        let got = self.inner.load(key).await;
+        self.lookup(key).await.map(Lookup::into_live)
+    }
+    async fn lookup(&self, key: &SessionKey) -> Result<Lookup> {
+        let got = self.inner.lookup(key).await;
         if self.gate.armed.swap(false, Ordering::SeqCst) {
             self.gate.reached.notify_one();
             self.gate.release.notified().await;
@@ -154,6 +157,9 @@ impl Store for PausingDb {
     }
     async fn touch(&self, key: &SessionKey, at: OffsetDateTime) -> Result<SessionKey> {
         self.inner.touch(key, at).await
+    }
+    async fn end(&self, key: &SessionKey, version: u64, until: OffsetDateTime) -> Result<()> {
+        self.inner.end(key, version, until).await
     }
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         self.inner.delete(key).await
@@ -378,4 +384,160 @@ async fn a_redis_cache_on_a_dead_port_never_fails_a_request() {
     assert_eq!((r.version, r.data["v"].clone()), (2, json!(2)));
     store.delete(&key).await.unwrap();
     assert!(store.load(&key).await.unwrap().is_none());
+}
+
+fn remember() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + time::Duration::minutes(1)
+}
+
+#[tokio::test]
+async fn end_drops_the_cached_copy_and_lookup_reports_the_database_s_marker() {
+    let store = CachedStore::new(MokaStore::new(), MemoryStore::new());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    let id = key.storage_id();
+    assert!(store.cache().get(&id).await.unwrap().is_some(), "cached");
+    assert!(matches!(store.lookup(&key).await.unwrap(), Lookup::Live(_)));
+    store.end(&key, 1, remember()).await.unwrap();
+    assert!(store.cache().get(&id).await.unwrap().is_none());
+    assert!(matches!(store.lookup(&key).await.unwrap(), Lookup::Ended));
+    assert!(store.load(&key).await.unwrap().is_none());
+    // The marker is never cached: the database still answers, and still says ended.
+    assert!(store.cache().get(&id).await.unwrap().is_none());
+    assert!(matches!(
+        store.db().lookup(&key).await.unwrap(),
+        Lookup::Ended
+    ));
+}
+
+#[tokio::test]
+async fn end_passes_the_database_s_verdict_through_and_drops_the_entry() {
+    let store = CachedStore::new(MokaStore::new(), MemoryStore::new());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    save_value(&store, &key, json!(2)).await;
+    // A copy of version 1 left in the cache behind the store's back.
+    let mut old = store.db().load(&key).await.unwrap().unwrap();
+    old.version = 1;
+    store.cache().invalidate_all();
+    store
+        .cache()
+        .put_if_newer(&key.storage_id(), &old)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.end(&key, 1, remember()).await,
+        Err(Error::Conflict)
+    ));
+    assert!(
+        store
+            .cache()
+            .get(&key.storage_id())
+            .await
+            .unwrap()
+            .is_none(),
+        "the stale copy survived a conflicting end"
+    );
+    assert_eq!(store.load(&key).await.unwrap().unwrap().version, 2);
+    assert!(matches!(
+        store.end(&SessionKey::generate(), 1, remember()).await,
+        Err(Error::NotFound)
+    ));
+    let bad = SessionKey::parse("../x").unwrap();
+    assert!(matches!(
+        store.end(&bad, 1, remember()).await,
+        Err(Error::InvalidKey)
+    ));
+}
+
+#[tokio::test]
+async fn a_late_fill_does_not_resurrect_an_ended_session() {
+    let store = CachedStore::new(MokaStore::new(), PausingDb::default());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    let slow = start_slow_load(&store, &key).await;
+    store.end(&key, 1, remember()).await.unwrap();
+    store.db().gate.release.notify_one();
+    assert!(
+        slow.await.unwrap().is_some(),
+        "the slow load read the session before the end"
+    );
+    assert!(
+        store
+            .cache()
+            .get(&key.storage_id())
+            .await
+            .unwrap()
+            .is_none(),
+        "the late fill cached the ended session"
+    );
+    assert!(matches!(store.lookup(&key).await.unwrap(), Lookup::Ended));
+}
+
+#[tokio::test]
+async fn an_end_the_cache_missed_never_leaves_a_live_copy_served() {
+    let store = CachedStore::new(FlakyCache::default(), MemoryStore::new());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_some()); // cached: version 1
+    store.cache().down.store(true, Ordering::SeqCst);
+    store.end(&key, 1, remember()).await.unwrap(); // the cache still holds version 1
+    store.cache().down.store(false, Ordering::SeqCst);
+    for _ in 0..3 {
+        assert!(
+            matches!(store.lookup(&key).await.unwrap(), Lookup::Ended),
+            "served the copy the end could not drop"
+        );
+    }
+}
+
+/// A database that answers every `end` with a timeout after ending the session: the
+/// cached copy must go all the same.
+#[derive(Clone, Debug, Default)]
+struct TimesOutAfterEnding(MemoryStore);
+
+#[async_trait]
+impl Store for TimesOutAfterEnding {
+    async fn create(&self, r: &Record) -> Result<SessionKey> {
+        self.0.create(r).await
+    }
+    async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.0.load(key).await
+    }
+    async fn lookup(&self, key: &SessionKey) -> Result<Lookup> {
+        self.0.lookup(key).await
+    }
+    async fn save(&self, key: &SessionKey, r: &Record) -> Result<SessionKey> {
+        self.0.save(key, r).await
+    }
+    async fn touch(&self, key: &SessionKey, at: OffsetDateTime) -> Result<SessionKey> {
+        self.0.touch(key, at).await
+    }
+    async fn end(&self, key: &SessionKey, version: u64, until: OffsetDateTime) -> Result<()> {
+        self.0.end(key, version, until).await?;
+        Err(Error::Timeout {
+            store: "test-db",
+            after: Duration::from_millis(1),
+        })
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<()> {
+        self.0.delete(key).await
+    }
+    async fn clear_expired(&self) -> Result<u64> {
+        self.0.clear_expired().await
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.0.capabilities()
+    }
+}
+
+#[tokio::test]
+async fn an_end_that_failed_after_ending_still_drops_the_cached_copy() {
+    let store = CachedStore::new(MokaStore::new(), TimesOutAfterEnding::default());
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    assert!(store.load(&key).await.unwrap().is_some());
+    assert!(matches!(
+        store.end(&key, 1, remember()).await,
+        Err(Error::Timeout { .. })
+    ));
+    assert!(
+        store.load(&key).await.unwrap().is_none(),
+        "served an ended session"
+    );
 }

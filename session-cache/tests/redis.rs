@@ -92,7 +92,8 @@ async fn garbage_under_a_session_key_loads_as_absent_and_is_removed() {
         &b"garbage"[..],
         b"",
         b"SR\x01short",
-        b"SR\x01\0\0\0\0\0\0\0\x01\0\0\x01\x8f\0\0\0\0{not json",
+        // A valid header (version 1, expiring in the year 6395) over a corrupt payload.
+        b"SR\x01\0\0\0\0\0\0\0\x01\0\0\x7f\0\0\0\0\0{not json",
     ] {
         let key = store.create(&one("a", json!(1))).await.unwrap();
         let _: () = con.set(store.redis_key(&key), garbage).await.unwrap();
@@ -160,7 +161,13 @@ async fn the_ttl_redis_holds_matches_expires_at() {
             (i128::from(pttl) - left).abs() < 2_000,
             "PTTL {pttl} ms, expires_at in {left} ms"
         );
-        assert_eq!(at, unix_millis(want), "PEXPIRETIME differs from expires_at");
+        // The TTL is relative, measured on this process's clock: on one host Redis's
+        // absolute deadline matches `expires_at` up to the command's latency.
+        assert!(
+            (at - unix_millis(want)).abs() < 1_000,
+            "PEXPIRETIME {at} differs from expires_at {}",
+            unix_millis(want)
+        );
     };
     let pttl: i64 = con.pttl(&redis_key).await.unwrap();
     let at: i64 = redis::cmd("PEXPIRETIME")
@@ -461,4 +468,250 @@ async fn an_unresponsive_redis_times_out_instead_of_hanging() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Set in the environment of the child that the clock-skew test starts: the file the child
+/// reports its clock to, which also makes it insist on a clock well behind Redis's.
+const SKEW_REPORT_ENV: &str = "SESSION_TEST_SKEW_REPORT";
+
+/// How far behind Redis the child's clock is set.
+const SKEW: time::Duration = time::Duration::minutes(5);
+
+/// Where Debian's `libfaketime` package puts the preload library.
+fn libfaketime() -> Option<std::path::PathBuf> {
+    let listed = Command::new("dpkg")
+        .args(["-L", "libfaketime"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.file_name().is_some_and(|n| n == "libfaketime.so.1") && p.exists())
+}
+
+/// One clock: the application's clock runs five minutes behind Redis's (libfaketime in a
+/// child process). Absolute deadlines (`PXAT`) computed on the application's clock would be
+/// five minutes in Redis's past, and a two-minute session would vanish at once; relative
+/// TTLs keep it for its two minutes.
+#[test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+fn a_clock_behind_redis_neither_shortens_nor_drops_sessions() {
+    let _ = redis_url();
+    let lib = libfaketime().unwrap_or_else(|| {
+        panic!(
+            "libfaketime.so.1 not found: this test needs the Debian package `faketime` \
+             (apt-get install -y faketime)"
+        )
+    });
+    let report = std::env::temp_dir().join(format!("{}.skew", fresh_ns()));
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "skewed_clock_child",
+            "--exact",
+            "--include-ignored",
+            "--test-threads=1",
+        ])
+        .env("LD_PRELOAD", &lib)
+        .env("FAKETIME", format!("-{}m", SKEW.whole_minutes()))
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+        .env(SKEW_REPORT_ENV, &report)
+        .output()
+        .unwrap();
+    let ours = unix_millis(OffsetDateTime::now_utc());
+    let reported = std::fs::read_to_string(&report);
+    let _ = std::fs::remove_file(&report);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the child with a skewed clock failed ({}):\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("1 passed"),
+        "the child did not run its test:\n{stdout}"
+    );
+    let theirs: i64 = reported
+        .unwrap_or_else(|e| panic!("the child wrote no clock report ({e}):\n{stdout}"))
+        .trim()
+        .parse()
+        .unwrap();
+    let behind = ours - theirs;
+    let want = i64::try_from(SKEW.whole_milliseconds()).unwrap();
+    assert!(
+        (behind - want).abs() < 30_000,
+        "the child's clock was {behind} ms behind ours, not about {want} ms: libfaketime did not apply"
+    );
+}
+
+/// The child of [`a_clock_behind_redis_neither_shortens_nor_drops_sessions`]. Run alone it
+/// checks the same on an unskewed clock; as the child it also proves its clock is behind
+/// Redis's and reports that clock to the parent.
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn skewed_clock_child() {
+    let report = std::env::var_os(SKEW_REPORT_ENV);
+    let mut con = node(&redis_url()).await;
+    let ours = OffsetDateTime::now_utc();
+    if report.is_some() {
+        let (secs, micros): (i64, i64) = redis::cmd("TIME").query_async(&mut con).await.unwrap();
+        let redis_now = secs * 1000 + micros / 1000;
+        let behind = redis_now - unix_millis(ours);
+        let want = i64::try_from(SKEW.whole_milliseconds()).unwrap();
+        assert!(
+            (behind - want).abs() < 30_000,
+            "this clock is {behind} ms behind Redis's, not about {want} ms"
+        );
+    }
+    let ns = fresh_ns();
+    let store = store(&ns).await;
+    let mut r = one("a", json!(1));
+    r.expires_at = OffsetDateTime::now_utc() + time::Duration::minutes(2);
+    let key = store.create(&r).await.unwrap();
+    let check = |pttl: i64, what: &str| {
+        assert!(
+            (110_000..=120_000).contains(&pttl),
+            "after {what}, Redis keeps a two-minute session for {pttl} ms"
+        );
+    };
+    let loaded = store
+        .load(&key)
+        .await
+        .unwrap()
+        .expect("the session vanished");
+    check(con.pttl(store.redis_key(&key)).await.unwrap(), "create");
+    store.save(&key, &loaded).await.unwrap();
+    check(con.pttl(store.redis_key(&key)).await.unwrap(), "save");
+    store.touch(&key, r.expires_at).await.unwrap();
+    check(con.pttl(store.redis_key(&key)).await.unwrap(), "touch");
+    let loaded = store
+        .load(&key)
+        .await
+        .unwrap()
+        .expect("the session vanished");
+    assert_eq!(loaded.version, 2);
+    // An ended marker is remembered for its time too.
+    let until = OffsetDateTime::now_utc() + time::Duration::minutes(2);
+    store.end(&key, 2, until).await.unwrap();
+    assert!(matches!(
+        store.lookup(&key).await.unwrap(),
+        session_core::Lookup::Ended
+    ));
+    check(con.pttl(store.redis_key(&key)).await.unwrap(), "end");
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
+    if let Some(path) = report {
+        std::fs::write(path, unix_millis(ours).to_string()).unwrap();
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn end_leaves_a_bare_marker_for_its_time_that_nothing_overwrites() {
+    use session_cache::SessionCache;
+    use session_core::Lookup;
+    let ns = fresh_ns();
+    let store = store(&ns).await;
+    let mut con = node(&redis_url()).await;
+    let key = store.create(&one("a", json!(1))).await.unwrap();
+    let redis_key = store.redis_key(&key);
+    let until = OffsetDateTime::now_utc() + time::Duration::seconds(90);
+    store.end(&key, 1, until).await.unwrap();
+    let raw: Vec<u8> = con.get(&redis_key).await.unwrap();
+    assert_eq!(raw, Record::encode_ended_marker(until), "not a bare marker");
+    let pttl: i64 = con.pttl(&redis_key).await.unwrap();
+    assert!((80_000..=90_000).contains(&pttl), "marker PTTL {pttl} ms");
+    assert!(matches!(store.lookup(&key).await.unwrap(), Lookup::Ended));
+    // Neither a cache fill of any version nor a save, touch or second end replaces it.
+    let mut newer = one("a", json!(2));
+    newer.version = 7;
+    assert!(!store.put_if_newer(&key.storage_id(), &newer).await.unwrap());
+    assert!(store.get(&key.storage_id()).await.unwrap().is_none());
+    newer.version = 0;
+    assert!(!store.put_if_newer(&key.storage_id(), &newer).await.unwrap());
+    newer.version = 1;
+    assert!(matches!(
+        store.save(&key, &newer).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.touch(&key, newer.expires_at).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.end(&key, 0, until).await,
+        Err(Error::NotFound)
+    ));
+    let after: Vec<u8> = con.get(&redis_key).await.unwrap();
+    assert_eq!(after, raw, "the marker was changed");
+    // An end whose remembering time has already passed simply removes the record.
+    let other = store.create(&one("a", json!(1))).await.unwrap();
+    let past = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    store.end(&other, 1, past).await.unwrap();
+    let exists: bool = con.exists(store.redis_key(&other)).await.unwrap();
+    assert!(!exists, "an end remembered until the past left a value");
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
+}
+
+/// Expiry is decided on this process's clock: a value whose header has expired is absent
+/// to every operation, even while Redis still holds the key.
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn a_header_past_its_expiry_is_absent_even_while_redis_keeps_the_key() {
+    let ns = fresh_ns();
+    let store = store(&ns).await;
+    let mut con = node(&redis_url()).await;
+    let key = store.create(&one("a", json!(1))).await.unwrap();
+    let mut stale = one("a", json!(1));
+    stale.version = 1;
+    stale.expires_at = OffsetDateTime::now_utc() - time::Duration::seconds(5);
+    let value = stale.encode_framed().unwrap();
+    let _: () = con.set(store.redis_key(&key), &value).await.unwrap(); // no TTL
+    assert!(store.load(&key).await.unwrap().is_none());
+    let mut r = one("a", json!(2));
+    r.version = 1;
+    assert!(matches!(store.save(&key, &r).await, Err(Error::NotFound)));
+    assert!(matches!(
+        store.touch(&key, r.expires_at).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.end(&key, 1, r.expires_at).await,
+        Err(Error::NotFound)
+    ));
+    let after: Vec<u8> = con.get(store.redis_key(&key)).await.unwrap();
+    assert_eq!(after, value, "an expired record was written over");
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
+}
+
+/// Writes whose expiry has already passed write nothing: Redis is never sent a
+/// non-positive TTL, and a record saved or touched into the past is deleted.
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn writes_already_expired_store_nothing() {
+    use session_core::conformance::with_forced_key;
+    let ns = fresh_ns();
+    let store = store(&ns).await;
+    let mut con = node(&redis_url()).await;
+    let past = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let expired = Record::new(Data::new(), past);
+    let key = store.create(&expired).await.unwrap();
+    let exists: bool = con.exists(store.redis_key(&key)).await.unwrap();
+    assert!(!exists, "an expired record was written");
+    // Even so, a taken key is never handed out.
+    let live = store.create(&one("a", json!(1))).await.unwrap();
+    let got = with_forced_key(live.clone(), store.create(&expired)).await;
+    assert!(matches!(got, Err(Error::KeyCollision { .. })), "{got:?}");
+    assert_eq!(store.load(&live).await.unwrap().unwrap().data["a"], 1);
+    // A save into the past removes the record.
+    let mut r = store.load(&live).await.unwrap().unwrap();
+    r.expires_at = past;
+    store.save(&live, &r).await.unwrap();
+    let exists: bool = con.exists(store.redis_key(&live)).await.unwrap();
+    assert!(!exists, "a record saved into the past was kept");
+    // So does a touch.
+    let key = store.create(&one("a", json!(1))).await.unwrap();
+    store.touch(&key, past).await.unwrap();
+    let exists: bool = con.exists(store.redis_key(&key)).await.unwrap();
+    assert!(!exists, "a record touched into the past was kept");
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
 }
