@@ -4,7 +4,10 @@
 //! Directory layout (`<prefix>` is the store's [`FilePrefix`]):
 //!
 //! - `<prefix><64 hex>`: a session, in the framed form of
-//!   [`Record::encode_framed`] (header with version and `expires_at`, then the payload);
+//!   [`Record::encode_framed`] (header with version and `expires_at`, then the payload),
+//!   or the [ended marker](Record::encode_ended_marker) that replaces it when the session
+//!   is ended (the bare 19-byte header, version 0, `expires_at` = until when it is
+//!   remembered);
 //! - `.tmp-<32 random>`: a file being written; it only ever becomes a session by a
 //!   `link` or `rename` once its content is synced, so a crash leaves at worst a stale
 //!   temporary file, which `load` never looks at and `clear_expired` removes;
@@ -17,7 +20,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use session_core::{Error, FrameHeader, Record, Result, SessionKey, StorageId};
+use session_core::{Error, FrameHeader, Lookup, Record, Result, SessionKey, StorageId};
 use time::OffsetDateTime;
 
 use crate::FilePrefix;
@@ -30,11 +33,6 @@ pub(crate) const STALE_TEMP_AGE: Duration = Duration::from_secs(60);
 
 const TEMP_PREFIX: &str = ".tmp-";
 
-/// How often `create` draws a new key when the name is taken before giving up. With
-/// 165-bit keys a single collision is already beyond belief; a second in a row means the
-/// file system answers `EEXIST` for another reason.
-const CREATE_ATTEMPTS: usize = 8;
-
 /// The steps of a durable write, in order. `SessionDir::checkpoint` runs after each, so
 /// a fault can be injected between any two of them (feature `failpoints`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +42,8 @@ pub enum Step {
     Write,
     /// The temporary file is synced to stable storage.
     Sync,
-    /// The temporary file is linked (create) or renamed (save, touch) to its final name.
+    /// The temporary file is linked (create) or renamed (save, touch, end) to its final
+    /// name.
     Publish,
     /// The directory is synced, so the new name survives a power loss.
     SyncDir,
@@ -271,8 +270,10 @@ impl SessionDir {
 
     /// Writes `bytes` to a new temporary file (mode 0600) and syncs it.
     fn write_temp(&self, bytes: &[u8]) -> io::Result<TempFile> {
+        let mut attempt = 0;
         loop {
-            // A generated key is 32 random [a-z0-9]: a fine unique name.
+            // A generated key is 32 random [a-z0-9]: a fine unique name. This runs on a
+            // blocking thread, where no test hook forces the generated value.
             let path = self
                 .path
                 .join(format!("{TEMP_PREFIX}{}", SessionKey::generate().as_str()));
@@ -284,7 +285,12 @@ impl SessionDir {
                 .open(&path);
             let mut file = match opened {
                 Ok(file) => file,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                // A random name taken twice in a row means the file system answers
+                // `EEXIST` for another reason: give up rather than spin.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 2 => {
+                    attempt += 1;
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             let temp = TempFile { path, armed: true };
@@ -307,63 +313,55 @@ impl SessionDir {
         self.sync_dir()
     }
 
-    /// Stores `framed` under a fresh key and returns the key.
+    /// Stores `framed` under `id` unless the name is taken, and answers whether it did.
     ///
     /// The synced temporary file is hard-linked to the session name: `link` fails when
-    /// the name exists (never replaces a session, never follows a symlink planted there),
-    /// and the name appears only with its whole content, so a crash never leaves a torn
-    /// session.
-    pub(crate) fn create(&self, framed: &[u8]) -> Result<SessionKey> {
+    /// the name exists (so it never replaces a session, live or ended, and never follows
+    /// a symlink planted there), and the name appears only with its whole content, so a
+    /// crash never leaves a torn session. A name still held by an expired file that
+    /// `clear_expired` has not removed yet counts as taken too: the caller draws another
+    /// key.
+    pub(crate) fn create(&self, id: &StorageId, framed: &[u8]) -> Result<bool> {
         let temp = self.write_temp(framed).map_err(backend)?;
-        let mut attempts = 0;
-        let key = loop {
-            let key = SessionKey::generate();
-            match fs::hard_link(&temp.path, self.session_path(&key.storage_id())) {
-                Ok(()) => break key,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    attempts += 1;
-                    if attempts == CREATE_ATTEMPTS {
-                        return Err(backend(e));
-                    }
-                }
-                Err(e) => return Err(backend(e)),
-            }
-        };
+        match fs::hard_link(&temp.path, self.session_path(id)) {
+            Ok(()) => {}
+            // Dropping the guard removes the temporary file.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(backend(e)),
+        }
         self.checkpoint(Step::Publish).map_err(backend)?;
         // Dropping the guard unlinks the temporary name; the session keeps the inode.
         drop(temp);
         self.sync_dir().map_err(backend)?;
-        Ok(key)
+        Ok(true)
     }
 
-    /// The live record under `id`, or `None`. Unreadable files are logged and removed.
-    pub(crate) fn load(&self, id: &StorageId) -> Result<Option<Record>> {
+    /// What is stored under `id`: a live record, an ended marker still before its
+    /// instant, or nothing. Unreadable files are logged and removed; expired ones are left
+    /// for `clear_expired` (a read never writes).
+    pub(crate) fn lookup(&self, id: &StorageId) -> Result<Lookup> {
         let path = self.session_path(id);
         let (file, meta) = match open_session_file(&path).map_err(backend)? {
-            Opened::Missing => return Ok(None),
+            Opened::Missing => return Ok(Lookup::Absent),
             Opened::NotRegular => {
                 tracing::warn!(session = %id.short(), "a session name that is not a regular file was removed");
                 self.remove_odd(id, &path).map_err(backend)?;
-                return Ok(None);
+                return Ok(Lookup::Absent);
             }
             Opened::Regular(file, meta) => (file, meta),
         };
         let bytes = read_whole(file, &meta).map_err(backend)?;
-        let header = match FrameHeader::read(&bytes) {
-            Ok(header) => header,
-            Err(_) => return self.discard(id, &path, &meta, "header"),
-        };
-        if header.expires_at <= OffsetDateTime::now_utc() {
-            // Left for `clear_expired`: a read never writes.
-            return Ok(None);
-        }
-        match Record::decode_payload(
-            &bytes[FrameHeader::LEN..],
-            header.expires_at,
-            header.version,
-        ) {
-            Ok(record) => Ok(Some(record)),
-            Err(_) => self.discard(id, &path, &meta, "payload"),
+        match Lookup::decode_framed(&bytes, OffsetDateTime::now_utc()) {
+            Ok(found) => Ok(found),
+            Err(_) => {
+                let damaged = if FrameHeader::read(&bytes).is_err() {
+                    "header"
+                } else {
+                    "payload"
+                };
+                self.discard(id, &path, &meta, damaged)?;
+                Ok(Lookup::Absent)
+            }
         }
     }
 
@@ -374,13 +372,13 @@ impl SessionDir {
         path: &Path,
         meta: &Metadata,
         damaged: &'static str,
-    ) -> Result<Option<Record>> {
+    ) -> Result<()> {
         // The decoder's message can quote the file's content (session data): log only
         // which part was damaged.
         tracing::warn!(session = %id.short(), damaged, len = meta.len(), "an unreadable session file was removed");
         self.remove_unless_replaced(id, path, identity(meta))
             .map_err(backend)?;
-        Ok(None)
+        Ok(())
     }
 
     /// Removes the non-regular entry (a planted symlink...) at `path` without following it.
@@ -410,14 +408,18 @@ impl SessionDir {
         }
     }
 
-    /// The header of the live session at `path`; `NotFound` when it is missing, expired
-    /// or not a session file. The caller holds the lock.
+    /// The header of the live session at `path`; `NotFound` when it is missing, expired,
+    /// ended (an ended marker) or not a session file. The caller holds the lock.
     fn live_file(&self, path: &Path) -> Result<(File, FrameHeader)> {
         let Opened::Regular(mut file, _) = open_session_file(path).map_err(backend)? else {
             return Err(Error::NotFound);
         };
         match read_header(&mut file).map_err(backend)? {
-            Some(header) if header.expires_at > OffsetDateTime::now_utc() => Ok((file, header)),
+            Some(header)
+                if !header.is_ended_marker() && header.expires_at > OffsetDateTime::now_utc() =>
+            {
+                Ok((file, header))
+            }
             _ => Err(Error::NotFound),
         }
     }
@@ -449,8 +451,29 @@ impl SessionDir {
         self.replace(&path, &bytes).map_err(backend)
     }
 
-    /// Removes the session under `id`, if any. Under the lock, so a save in flight
-    /// cannot bring it back after the removal.
+    /// Ends the live session under `id` if its stored version is `version`: replaces it
+    /// with an ended marker remembered until `remember_until`. One locked operation: the
+    /// version is compared and the marker written under the stripe's lock (the one `save`
+    /// takes), through the same synced temporary file and rename, so a crash leaves the
+    /// whole record or the whole marker.
+    pub(crate) fn end(
+        &self,
+        id: &StorageId,
+        version: u64,
+        remember_until: OffsetDateTime,
+    ) -> Result<()> {
+        let _lock = self.lock(id).map_err(backend)?;
+        let path = self.session_path(id);
+        let (_, header) = self.live_file(&path)?;
+        if header.version != version {
+            return Err(Error::Conflict);
+        }
+        self.replace(&path, &Record::encode_ended_marker(remember_until))
+            .map_err(backend)
+    }
+
+    /// Removes the session (or ended marker) under `id`, if any. Under the lock, so a
+    /// save in flight cannot bring it back after the removal.
     pub(crate) fn delete(&self, id: &StorageId) -> Result<()> {
         let _lock = self.lock(id).map_err(backend)?;
         if remove_if_present(&self.session_path(id)).map_err(backend)? {
@@ -460,8 +483,9 @@ impl SessionDir {
         Ok(())
     }
 
-    /// Streams the directory, removing expired and unreadable sessions and stale
-    /// temporary files; returns how many session files it removed.
+    /// Streams the directory, removing expired and unreadable sessions, ended markers past
+    /// their instant and stale temporary files; returns how many session files (markers
+    /// included) it removed.
     pub(crate) fn clear_expired(&self) -> Result<u64> {
         let now = OffsetDateTime::now_utc();
         let stale_before = SystemTime::now()
@@ -516,7 +540,9 @@ impl SessionDir {
         }
     }
 
-    /// Removes the session file at `path` if it is expired or unreadable.
+    /// Removes the session file at `path` if it is expired or unreadable. An ended marker
+    /// is a bare header whose `expires_at` is the instant it is remembered until, so the
+    /// same header check removes it once that instant has passed.
     fn sweep(&self, id: &StorageId, path: &Path, now: OffsetDateTime) -> io::Result<bool> {
         let (mut file, meta) = match open_session_file(path)? {
             Opened::Missing => return Ok(false),

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use session_core::{Capabilities, Error, FrameHeader, Record, Result, SessionKey, Store};
+use session_core::{
+    Capabilities, Error, FrameHeader, Lookup, Record, Result, SessionKey, Store,
+    create_with_fresh_keys,
+};
 use time::OffsetDateTime;
 
 use crate::FilePrefix;
@@ -17,12 +20,17 @@ use crate::dir::{STORE, SessionDir};
 ///   SHA-256 of the key in hex: a directory listing reveals no key a browser could present.
 ///   A key that does not have the generated shape is refused before any path is built.
 /// - Writes go to a temporary file in the same directory, which is synced and then linked
-///   (`create`) or renamed (`save`, `touch`) to the session name, and the directory is
-///   synced: after a crash or a power loss a session is the old one or the new one, never
-///   a torn one.
-/// - `save`, `touch` and `delete` run under an advisory `flock` lock, so several processes
-///   sharing the directory never lose a write.
-/// - Every operation runs in one [`spawn_blocking`](tokio::task::spawn_blocking) call.
+///   (`create`) or renamed (`save`, `touch`, `end`) to the session name, and the directory
+///   is synced: after a crash or a power loss a session is the old one or the new one,
+///   never a torn one.
+/// - `save`, `touch`, `end` and `delete` run under an advisory `flock` lock, so several
+///   processes sharing the directory never lose a write, and of a save and an end based on
+///   one version exactly one wins.
+/// - [`end`](Store::end) replaces the session file with an ended marker (the bare 19-byte
+///   frame header, version 0) remembered until the instant it is given; `clear_expired`
+///   removes it afterwards.
+/// - Every operation runs in one [`spawn_blocking`](tokio::task::spawn_blocking) call
+///   (`create`, in one per key it tries: keys are drawn on the calling task).
 ///
 /// Clones share one handle on the directory. See the [crate documentation](crate) for the
 /// design and its limits.
@@ -122,17 +130,28 @@ fn framed(record: &Record, version: u64) -> Result<Vec<u8>> {
 
 #[async_trait]
 impl Store for FileStore {
+    /// Stores the record under a fresh key. Keys are drawn on the calling task, through
+    /// [`create_with_fresh_keys`]; each one is offered to one blocking exclusive create
+    /// (`link`), which never replaces an existing file, live session or ended marker.
     async fn create(&self, record: &Record) -> Result<SessionKey> {
-        let bytes = framed(record, 1)?;
-        self.blocking(move |dir| dir.create(&bytes)).await
+        let bytes: Arc<[u8]> = framed(record, 1)?.into();
+        create_with_fresh_keys(STORE, |key| {
+            let (id, bytes) = (key.storage_id(), Arc::clone(&bytes));
+            self.blocking(move |dir| dir.create(&id, &bytes))
+        })
+        .await
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
+        self.lookup(key).await.map(Lookup::into_live)
+    }
+
+    async fn lookup(&self, key: &SessionKey) -> Result<Lookup> {
         if !key.is_generated_shape() {
-            return Ok(None);
+            return Ok(Lookup::Absent);
         }
         let id = key.storage_id();
-        self.blocking(move |dir| dir.load(&id)).await
+        self.blocking(move |dir| dir.lookup(&id)).await
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
@@ -149,6 +168,20 @@ impl Store for FileStore {
         let id = key.storage_id();
         self.blocking(move |dir| dir.touch(&id, expires_at)).await?;
         Ok(key.clone())
+    }
+
+    /// Compares the stored version and writes the ended marker in one operation under the
+    /// session's lock, through a synced temporary file renamed over the session.
+    async fn end(
+        &self,
+        key: &SessionKey,
+        version: u64,
+        remember_until: OffsetDateTime,
+    ) -> Result<()> {
+        key.require_generated_shape()?;
+        let id = key.storage_id();
+        self.blocking(move |dir| dir.end(&id, version, remember_until))
+            .await
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {

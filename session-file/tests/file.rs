@@ -9,7 +9,10 @@ use std::time::{Duration as StdDuration, SystemTime};
 
 use serde_json::json;
 use session_core::conformance::Factory;
-use session_core::{Data, Error, FrameHeader, Record, SessionKey, Store, async_trait};
+use session_core::{
+    Data, Error, FrameHeader, Lookup, Record, SessionKey, Store, async_trait, from_unix_millis,
+    unix_millis,
+};
 use session_file::{FilePrefix, FileStore};
 use time::{Duration, OffsetDateTime};
 
@@ -47,6 +50,17 @@ fn record(n: u64, expires_at: OffsetDateTime) -> Record {
     let mut data = Data::new();
     data.insert("n".into(), json!(n));
     Record::new(data, expires_at)
+}
+
+/// The bytes of a stored record as the store writes them (stored versions start at 1;
+/// a version-0 header is an ended marker).
+fn stored_bytes(n: u64, expires_at: OffsetDateTime) -> Vec<u8> {
+    Record {
+        version: 1,
+        ..record(n, expires_at)
+    }
+    .encode_framed()
+    .expect("encode")
 }
 
 fn session_path(store: &FileStore, key: &SessionKey) -> PathBuf {
@@ -112,7 +126,18 @@ async fn assert_refused(store: &FileStore, key: &SessionKey) {
         ..record(1, in_an_hour())
     };
     assert!(matches!(store.load(key).await, Ok(None)), "load {key:?}");
+    assert!(
+        matches!(store.lookup(key).await, Ok(Lookup::Absent)),
+        "lookup {key:?}"
+    );
     assert!(store.delete(key).await.is_ok(), "delete {key:?}");
+    assert!(
+        matches!(
+            store.end(key, 1, in_an_hour()).await,
+            Err(Error::InvalidKey)
+        ),
+        "end {key:?}"
+    );
     assert!(
         matches!(store.save(key, &r).await, Err(Error::InvalidKey)),
         "save {key:?}"
@@ -213,7 +238,7 @@ async fn a_torn_temporary_file_is_ignored_by_load_and_removed_when_stale() {
 async fn truncated_or_garbage_session_files_load_as_absent_and_are_removed() {
     let tmp = tmp();
     let store = store_in(&tmp);
-    let whole = record(1, in_an_hour()).encode_framed().expect("encode");
+    let whole = stored_bytes(1, in_an_hour());
     let damages: Vec<Vec<u8>> = vec![
         Vec::new(),
         whole[..5].to_vec(),
@@ -585,6 +610,339 @@ async fn the_directory_may_be_a_symlink() {
     assert!(store.load(&key).await.expect("load").is_some());
 }
 
+// ---------------------------------------------------------------------------------------
+// Ending a session: the ended marker
+
+/// An instant in whole milliseconds, as the header keeps it.
+fn millis_from_now(ms: i64) -> OffsetDateTime {
+    from_unix_millis(unix_millis(OffsetDateTime::now_utc()) + ms).expect("in range")
+}
+
+/// Names in the directory that are neither lock files nor `keep`.
+fn leftovers(dir: &Path, keep: &Path) -> Vec<String> {
+    let keep = keep.file_name().map(|n| n.to_string_lossy().into_owned());
+    listing(dir)
+        .into_iter()
+        .filter(|n| !n.starts_with(".lock-") && Some(n) != keep.as_ref())
+        .collect()
+}
+
+#[tokio::test]
+async fn end_leaves_a_bare_header_and_no_data() {
+    let tmp = tmp();
+    let store = store_in(&tmp);
+    let mut secret = Data::new();
+    secret.insert("token".into(), json!("hunter2-secret"));
+    let key = store
+        .create(&Record::new(secret, in_an_hour()))
+        .await
+        .expect("create");
+    let path = session_path(&store, &key);
+    let until = millis_from_now(5 * 60 * 1000);
+
+    store.end(&key, 1, until).await.expect("end");
+
+    let bytes = fs::read(&path).expect("the marker is a file under the session name");
+    assert_eq!(
+        bytes.len(),
+        FrameHeader::LEN,
+        "the marker holds more than a header"
+    );
+    assert_eq!(bytes.len(), 19);
+    assert_eq!(bytes, Record::encode_ended_marker(until));
+    let header = FrameHeader::read(&bytes).expect("a frame header");
+    assert!(header.is_ended_marker());
+    assert_eq!((header.version, header.expires_at), (0, until));
+    assert_eq!(mode(&path), 0o600, "mode of the marker");
+    assert!(
+        leftovers(store.dir(), &path).is_empty(),
+        "end left files behind: {:?}",
+        leftovers(store.dir(), &path)
+    );
+
+    assert!(matches!(store.lookup(&key).await, Ok(Lookup::Ended)));
+    assert!(matches!(store.load(&key).await, Ok(None)));
+    let r = Record {
+        version: 1,
+        ..record(1, in_an_hour())
+    };
+    assert!(matches!(store.save(&key, &r).await, Err(Error::NotFound)));
+    assert!(matches!(
+        store.touch(&key, in_an_hour()).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.end(&key, 1, in_an_hour()).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        store.end(&key, 0, in_an_hour()).await,
+        Err(Error::NotFound)
+    ));
+    assert_eq!(
+        fs::read(&path).expect("read"),
+        bytes,
+        "a refused operation changed the marker"
+    );
+
+    // A second handle (another process, say) sees the same marker.
+    let other = FileStore::open(store.dir()).expect("open");
+    assert!(matches!(other.lookup(&key).await, Ok(Lookup::Ended)));
+
+    // `delete` removes markers too.
+    store.delete(&key).await.expect("delete");
+    assert!(!path.exists());
+    assert!(matches!(store.lookup(&key).await, Ok(Lookup::Absent)));
+}
+
+#[tokio::test]
+async fn end_with_another_version_leaves_the_file_as_it_was() {
+    let tmp = tmp();
+    let store = store_in(&tmp);
+    let key = store
+        .create(&record(1, in_an_hour()))
+        .await
+        .expect("create");
+    let path = session_path(&store, &key);
+    let before = fs::read(&path).expect("read");
+    for stale in [0, 2, u64::MAX] {
+        assert!(matches!(
+            store.end(&key, stale, in_an_hour()).await,
+            Err(Error::Conflict)
+        ));
+    }
+    assert_eq!(fs::read(&path).expect("read"), before);
+    assert!(leftovers(store.dir(), &path).is_empty());
+}
+
+#[tokio::test]
+async fn clear_expired_sweeps_markers_past_their_instant_and_counts_them() {
+    let tmp = tmp();
+    let store = store_in(&tmp);
+    let short = store
+        .create(&record(1, in_an_hour()))
+        .await
+        .expect("create");
+    let long = store
+        .create(&record(2, in_an_hour()))
+        .await
+        .expect("create");
+    let live = store
+        .create(&record(3, in_an_hour()))
+        .await
+        .expect("create");
+    store
+        .end(&short, 1, millis_from_now(300))
+        .await
+        .expect("end");
+    store
+        .end(&long, 1, millis_from_now(60 * 60 * 1000))
+        .await
+        .expect("end");
+
+    // Both markers are still remembered: the header-only scan keeps them.
+    assert_eq!(store.clear_expired().await.expect("clear"), 0);
+    assert!(session_path(&store, &short).exists());
+    assert!(matches!(store.lookup(&short).await, Ok(Lookup::Ended)));
+
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    // Past its instant the marker reads as absent before any sweep...
+    assert!(matches!(store.lookup(&short).await, Ok(Lookup::Absent)));
+    // ...and the sweep removes it, counted with the removed sessions.
+    assert_eq!(store.clear_expired().await.expect("clear"), 1);
+    assert!(!session_path(&store, &short).exists());
+    assert!(session_path(&store, &long).exists());
+    assert!(matches!(store.lookup(&long).await, Ok(Lookup::Ended)));
+    assert!(store.load(&live).await.expect("load").is_some());
+    assert_eq!(store.clear_expired().await.expect("clear"), 0);
+}
+
+#[tokio::test]
+async fn create_never_replaces_a_marker_even_an_expired_one() {
+    use session_core::conformance::with_forced_key;
+
+    for until in [in_an_hour(), OffsetDateTime::now_utc() - Duration::hours(1)] {
+        let tmp = tmp();
+        let store = store_in(&tmp);
+        let key = SessionKey::generate();
+        let path = session_path(&store, &key);
+        let marker = Record::encode_ended_marker(until);
+        fs::write(&path, &marker).expect("plant a marker");
+        let got = with_forced_key(key.clone(), store.create(&record(9, in_an_hour()))).await;
+        assert!(
+            matches!(
+                got,
+                Err(Error::KeyCollision {
+                    store: "file",
+                    attempts: 4
+                })
+            ),
+            "create over a marker answered {got:?}"
+        );
+        assert_eq!(fs::read(&path).expect("read"), marker, "the marker changed");
+        assert!(
+            leftovers(store.dir(), &path).is_empty(),
+            "a refused create left files behind"
+        );
+    }
+}
+
+const END_WORKER_DIR: &str = "SESSION_FILE_TEST_END_WORKER_DIR";
+const END_WORKER_KEY: &str = "SESSION_FILE_TEST_END_WORKER_KEY";
+const END_WORKER_OUT: &str = "SESSION_FILE_TEST_END_WORKER_OUT";
+const END_TASKS_PER_PROCESS: usize = 4;
+
+/// Like `two_processes_lose_no_increment`: run in the parent, it spawns copies of this
+/// test binary that all try to end one session at version 1 at once. Across processes
+/// exactly one end wins; every other finds the session ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_racing_to_end_one_session_have_one_winner() {
+    if let (Ok(dir), Ok(key), Ok(out)) = (
+        std::env::var(END_WORKER_DIR),
+        std::env::var(END_WORKER_KEY),
+        std::env::var(END_WORKER_OUT),
+    ) {
+        let store = FileStore::open(dir).expect("open in the worker");
+        let key = SessionKey::parse(&key).expect("key");
+        let tasks: Vec<_> = (0..END_TASKS_PER_PROCESS)
+            .map(|_| {
+                let (store, key) = (store.clone(), key.clone());
+                tokio::spawn(async move { store.end(&key, 1, in_an_hour()).await })
+            })
+            .collect();
+        let mut wins = 0u32;
+        for t in tasks {
+            match t.await.expect("worker task") {
+                Ok(()) => wins += 1,
+                Err(Error::NotFound) => {}
+                Err(e) => panic!("end failed: {e}"),
+            }
+        }
+        fs::write(
+            Path::new(&out).join(format!("wins-{}", std::process::id())),
+            wins.to_string(),
+        )
+        .expect("write the result");
+        return;
+    }
+
+    let tmp = tmp();
+    let store = store_in(&tmp);
+    let results = tmp.path().join("results");
+    fs::create_dir(&results).expect("mkdir");
+    let key = store
+        .create(&record(0, in_an_hour()))
+        .await
+        .expect("create");
+    let exe = std::env::current_exe().expect("the test binary");
+    let children: Vec<_> = (0..PROCESSES)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args([
+                    "--exact",
+                    "processes_racing_to_end_one_session_have_one_winner",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(END_WORKER_DIR, store.dir())
+                .env(END_WORKER_KEY, key.as_str())
+                .env(END_WORKER_OUT, &results)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn a worker process")
+        })
+        .collect();
+    for child in children {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .expect("join")
+            .expect("wait for the worker");
+        assert!(
+            out.status.success(),
+            "worker failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let reports = listing(&results);
+    assert_eq!(reports.len(), usize::try_from(PROCESSES).expect("small"));
+    let wins: u32 = reports
+        .iter()
+        .map(|n| {
+            fs::read_to_string(results.join(n))
+                .expect("read")
+                .parse::<u32>()
+                .expect("a count")
+        })
+        .sum();
+    assert_eq!(wins, 1, "{wins} ends of one version succeeded");
+    assert!(matches!(store.lookup(&key).await, Ok(Lookup::Ended)));
+    assert_eq!(
+        fs::read(session_path(&store, &key)).expect("read").len(),
+        FrameHeader::LEN
+    );
+}
+
+/// A failure injected after each step of `end`'s write leaves the whole record (before
+/// the rename) or the whole marker (from the rename on), never a torn file.
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_failed_end_leaves_the_whole_record_or_the_whole_marker() {
+    use session_file::Step;
+
+    for step in [Step::Write, Step::Sync, Step::Publish, Step::SyncDir] {
+        let tmp = tmp();
+        let store = store_in(&tmp);
+        let key = store
+            .create(&record(4, in_an_hour()))
+            .await
+            .expect("create");
+        let path = session_path(&store, &key);
+        let whole = fs::read(&path).expect("read");
+        let failing = FileStore::builder(store.dir())
+            .with_failpoint(move |at| {
+                if at == step {
+                    Err(std::io::Error::other("injected failure"))
+                } else {
+                    Ok(())
+                }
+            })
+            .open()
+            .expect("open");
+        let until = millis_from_now(60_000);
+        assert!(
+            matches!(
+                failing.end(&key, 1, until).await,
+                Err(Error::Backend { store: "file", .. })
+            ),
+            "end failing at {step:?}"
+        );
+
+        let reopened = FileStore::open(store.dir()).expect("reopen");
+        let bytes = fs::read(&path).expect("the session name is never left empty");
+        match step {
+            Step::Write | Step::Sync => {
+                assert_eq!(bytes, whole, "after a failure at {step:?}");
+                let r = reopened
+                    .load(&key)
+                    .await
+                    .expect("load")
+                    .expect("still live");
+                assert_eq!((r.version, r.data["n"].clone()), (1, json!(4)));
+            }
+            Step::Publish | Step::SyncDir => {
+                assert_eq!(bytes, Record::encode_ended_marker(until), "at {step:?}");
+                assert!(matches!(reopened.lookup(&key).await, Ok(Lookup::Ended)));
+            }
+        }
+        assert!(
+            leftovers(store.dir(), &path).is_empty(),
+            "a failure at {step:?} left files behind"
+        );
+    }
+}
+
 /// Log lines written by the whole test binary (the subscriber is process-wide because
 /// the store logs from its blocking threads).
 static LOGS: LazyLock<Arc<std::sync::Mutex<Vec<u8>>>> = LazyLock::new(|| {
@@ -623,7 +981,7 @@ async fn an_unreadable_file_is_logged_by_its_short_hashed_id_only() {
         .create(&record(1, in_an_hour()))
         .await
         .expect("create");
-    let mut bytes = record(1, in_an_hour()).encode_framed().expect("encode");
+    let mut bytes = stored_bytes(1, in_an_hour());
     bytes.truncate(FrameHeader::LEN);
     bytes.extend_from_slice(br#"{"d":"hunter2-secret"}"#); // a payload the decoder refuses
     fs::write(session_path(&store, &key), &bytes).expect("damage");

@@ -34,6 +34,13 @@ pub(crate) const MODE_ENCRYPTED: u8 = 0x02;
 pub(crate) const FLAG_DEFLATE: u8 = 0x10;
 
 pub(crate) const HEADER_LEN: usize = 2 + KEY_ID_LEN;
+/// Characters of a token that encode exactly its header (format, mode, key id): the
+/// header is a whole number of base64 groups, so it decodes on its own.
+const HEADER_B64_LEN: usize = base64_len(HEADER_LEN);
+const _: () = assert!(
+    HEADER_LEN.is_multiple_of(3),
+    "the header must be whole base64 groups"
+);
 pub(crate) const NONCE_LEN: usize = 12;
 const BODY_HEADER_LEN: usize = 16;
 const MAC_LEN: usize = 32;
@@ -258,6 +265,49 @@ impl Codec {
         SessionKey::parse_owned(URL_SAFE_NO_PAD.encode(&raw))
     }
 
+    /// Whether `token` could be a token of this codec, judged by its shape alone: a
+    /// length it can have issued, canonical unpadded base64url, and a header (format, mode,
+    /// key id) it writes. No MAC or cipher work and no allocation: the 8 characters of
+    /// the header are all that is decoded. A `true` proves nothing (the tag is not
+    /// checked); a `false` means [`open`](Self::open) refuses the token whatever `now` is.
+    pub(crate) fn recognizes(&self, token: &str) -> bool {
+        let chars = token.as_bytes();
+        if chars.len() > self.max_token_len
+            || chars.len() < self.min_token_len
+            || !is_canonical_base64url(chars)
+        {
+            return false;
+        }
+        let mut header = [0u8; HEADER_LEN];
+        match URL_SAFE_NO_PAD.decode_slice(&chars[..HEADER_B64_LEN], &mut header) {
+            Ok(HEADER_LEN) => {}
+            _ => return false,
+        }
+        header[0] == FORMAT
+            && self.payload_deflated(header[1]).is_some()
+            && self.key_index(&header[2..]).is_some()
+    }
+
+    /// Whether a token whose mode byte is `byte` carries a deflated payload; `None` for a
+    /// mode byte this codec never writes.
+    fn payload_deflated(&self, byte: u8) -> Option<bool> {
+        match (self.mode, byte) {
+            (Mode::Signed, MODE_SIGNED) | (Mode::Encrypted, MODE_ENCRYPTED) => Some(false),
+            (Mode::Signed, b)
+                if b == MODE_SIGNED | FLAG_DEFLATE && cfg!(feature = "compression") =>
+            {
+                Some(true)
+            }
+            _ => None,
+        }
+    }
+
+    /// The position of the key whose id is `id`, if this codec has it. Key ids are
+    /// public (they travel in the cookie): an ordinary comparison is fine.
+    fn key_index(&self, id: &[u8]) -> Option<usize> {
+        self.keys.iter().position(|k| id == k.id)
+    }
+
     /// Opens a token: `None` for anything this store did not issue, anything tampered
     /// with, and anything expired at `now`. Which check failed is not told.
     pub(crate) fn open(&self, token: &str, now: OffsetDateTime) -> Option<Opened> {
@@ -269,19 +319,8 @@ impl Codec {
         if raw.len() < overhead(self.mode) || raw[0] != FORMAT {
             return None;
         }
-        let deflated = match (self.mode, raw[1]) {
-            (Mode::Signed, MODE_SIGNED) | (Mode::Encrypted, MODE_ENCRYPTED) => false,
-            (Mode::Signed, b)
-                if b == MODE_SIGNED | FLAG_DEFLATE && cfg!(feature = "compression") =>
-            {
-                true
-            }
-            _ => return None,
-        };
-        let index = self
-            .keys
-            .iter()
-            .position(|k| raw[2..HEADER_LEN] == k.id[..])?;
+        let deflated = self.payload_deflated(raw[1])?;
+        let index = self.key_index(&raw[2..HEADER_LEN])?;
         let key = &self.keys[index];
         let prefix = prefix_len(self.mode);
         let tag_at = raw.len() - tag_len(self.mode);
@@ -378,6 +417,37 @@ const fn tag_len(mode: Mode) -> usize {
     }
 }
 
+/// The value of one base64url character, `None` outside the alphabet.
+const fn base64url_value(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    }
+}
+
+/// Whether `chars` is what `URL_SAFE_NO_PAD` encodes: only the base64url alphabet, no
+/// padding, a length that is not one more than a multiple of 4, and no bits set in the
+/// last character beyond the encoded bytes (the decoder refuses those too).
+fn is_canonical_base64url(chars: &[u8]) -> bool {
+    let mut last = 0;
+    for &c in chars {
+        match base64url_value(c) {
+            Some(v) => last = v,
+            None => return false,
+        }
+    }
+    match chars.len() % 4 {
+        0 => true,
+        2 => last & 0x0f == 0,
+        3 => last & 0x03 == 0,
+        _ => false,
+    }
+}
+
 /// Length of the unpadded base64 form of `n` bytes.
 pub(crate) const fn base64_len(n: usize) -> usize {
     n / 3 * 4 + [0, 2, 3][n % 3]
@@ -469,6 +539,55 @@ mod tests {
                     !raw.windows(3).any(|w| w == b"ada"),
                     "plaintext in the cookie"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_canonical_base64url_check_agrees_with_the_decoder() {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        // Every last character after every short prefix length: the check accepts
+        // exactly what the decoder accepts.
+        for prefix in ["", "A", "AA", "AAA", "AAAA", "AAAAA", "AAAAAA"] {
+            for c in ALPHABET.iter().chain(b"=+/.~!") {
+                let s = format!("{prefix}{}", char::from(*c));
+                assert_eq!(
+                    is_canonical_base64url(s.as_bytes()),
+                    URL_SAFE_NO_PAD.decode(&s).is_ok(),
+                    "{s}"
+                );
+            }
+        }
+        assert!(is_canonical_base64url(b""));
+    }
+
+    #[test]
+    fn recognizes_what_it_opens_and_not_what_no_key_can_open() {
+        for mode in [Mode::Signed, Mode::Encrypted] {
+            let store = store(mode);
+            let r = record();
+            let token = store
+                .codec()
+                .seal(1, r.expires_at, Payload::Record(&r), NonceSource::Random)
+                .expect("seals");
+            assert!(store.codec().recognizes(token.as_str()));
+            // A broken tag is still recognized: no MAC or cipher work is done.
+            let mut raw = URL_SAFE_NO_PAD.decode(token.as_str()).expect("base64url");
+            let last = raw.len() - 1;
+            raw[last] ^= 1;
+            let broken = URL_SAFE_NO_PAD.encode(&raw);
+            assert!(store.codec().recognizes(&broken));
+            assert!(
+                store
+                    .codec()
+                    .open(&broken, OffsetDateTime::now_utc())
+                    .is_none()
+            );
+            // A header this codec never writes is not.
+            for (at, value) in [(0, FORMAT + 1), (1, 0x7f), (2, raw[2] ^ 0x80)] {
+                let mut bad = raw.clone();
+                bad[at] = value;
+                assert!(!store.codec().recognizes(&URL_SAFE_NO_PAD.encode(&bad)));
             }
         }
     }

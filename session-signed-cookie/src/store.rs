@@ -205,6 +205,22 @@ impl Store for CookieStore {
         )
     }
 
+    /// Succeeds without doing anything: the session lives in the browser's cookie, not
+    /// on the server, so there is no record to end and none to remember as ended
+    /// ([`Capabilities::remembers_ended`] is `false`). On logout the manager removes the
+    /// cookie from this browser, on key rotation it replaces it; a copy of the cookie
+    /// taken earlier still loads until the expiry sealed inside it (see the crate
+    /// documentation's security notes and `SECURITY.md`). Version and key are not
+    /// checked: there is no stored version to compare them with.
+    async fn end(
+        &self,
+        _key: &SessionKey,
+        _version: u64,
+        _remember_until: OffsetDateTime,
+    ) -> Result<()> {
+        Ok(())
+    }
+
     /// Does nothing: a client-side store cannot revoke a cookie the client keeps.
     async fn delete(&self, _key: &SessionKey) -> Result<()> {
         Ok(())
@@ -217,6 +233,16 @@ impl Store for CookieStore {
 
     fn capabilities(&self) -> Capabilities {
         Capabilities::client_side()
+    }
+
+    /// Whether `key` could be a cookie this store issued, judged by its shape alone and
+    /// without any MAC or cipher work: a length it can issue, canonical base64url, the
+    /// format byte, a mode byte of this store's mode and the id of one of its keys (current
+    /// or previous). The session manager asks this for requests that never loaded their
+    /// session, to remove a cookie that can hold nothing of this store; a `true` says
+    /// nothing about the tag or the expiry, which only [`load`](Store::load) checks.
+    fn recognizes(&self, key: &SessionKey) -> bool {
+        self.codec.recognizes(key.as_str())
     }
 }
 
@@ -257,9 +283,14 @@ impl CookieStoreBuilder {
         self
     }
 
-    /// Adds a previous master secret whose cookies still open (key rotation). Add the most
-    /// recently retired first. Cookies made under it load, and every `save` or `touch`
-    /// re-issues them under the current secret.
+    /// Adds a previous master secret: cookies made under it open, but none is issued
+    /// under it (every `save` or `touch` re-issues them under the current secret). Add
+    /// the most recently retired first.
+    ///
+    /// Two uses in a [rotation](crate#key-rotation) across several instances: first the
+    /// *new* secret is listed here everywhere (so every instance reads what an updated
+    /// instance will issue), then, once every instance has it, it becomes current and
+    /// the *old* secret is listed here until the longest session lifetime has passed.
     pub fn with_previous_secret(mut self, secret: impl AsRef<[u8]>) -> Self {
         self.previous.push(Secret::new(secret.as_ref()));
         self

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use session_core::{
-    Capabilities, Data, Error, Expiry, Record, SessionKey, Store, from_unix_millis,
+    Capabilities, Data, Error, Expiry, Lookup, Record, SessionKey, Store, from_unix_millis,
 };
 use session_signed_cookie::{BuildError, CookieStore, MIN_SECRET_LEN, Mode};
 use time::{Duration, OffsetDateTime};
@@ -348,6 +348,44 @@ proptest! {
         let touched = block(after.touch(&key, in_an_hour())).expect("touch");
         prop_assert_eq!(load(&only_new, &touched).map(|r| r.version), Some(1));
     }
+
+    #[test]
+    fn every_cookie_a_store_opens_it_recognizes(
+        mode in arb_mode(),
+        record in arb_record(),
+        old in prop::collection::vec(any::<u8>(), 32..48),
+    ) {
+        prop_assume!(old[..] != SECRET[..]);
+        let before = store(mode, &old);
+        let after = CookieStore::builder(mode, SECRET)
+            .with_previous_secret(&old)
+            .build()
+            .expect("valid configuration");
+        let from_before = create(&before, &record);
+        let created = create(&after, &record);
+        let loaded = load(&after, &from_before).expect("loads");
+        let saved = block(after.save(&from_before, &loaded)).expect("save");
+        let touched = block(after.touch(&from_before, in_an_hour())).expect("touch");
+        for key in [&from_before, &created, &saved, &touched] {
+            prop_assert!(load(&after, key).is_some());
+            prop_assert!(after.recognizes(key), "a cookie that opens was not recognized");
+        }
+        prop_assert!(before.recognizes(&from_before));
+        // Under a key it does not have, a cookie is never recognized.
+        prop_assert!(!before.recognizes(&created));
+    }
+
+    #[test]
+    fn whatever_is_not_recognized_never_opens(
+        mode in arb_mode(),
+        value in "[A-Za-z0-9_.~!*'()-]{1,200}",
+    ) {
+        let s = store(mode, SECRET);
+        let key = SessionKey::parse(&value).expect("cookie-safe");
+        if !s.recognizes(&key) {
+            prop_assert!(load(&s, &key).is_none());
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -498,6 +536,222 @@ fn the_store_is_client_side() {
         block(s.delete(&key)).expect("delete");
         assert!(load(&s, &key).is_some(), "delete cannot revoke a cookie");
         assert_eq!(block(s.clear_expired()).ok(), Some(0));
+    }
+}
+
+#[test]
+fn end_has_nothing_to_end_and_the_cookie_keeps_loading() {
+    for mode in MODES {
+        let s = store(mode, SECRET);
+        assert!(!s.capabilities().remembers_ended);
+        let key = create(&s, &sample());
+        let r = load(&s, &key).expect("loads");
+        for version in [0, r.version, r.version + 1, u64::MAX] {
+            for until in [in_an_hour(), OffsetDateTime::UNIX_EPOCH] {
+                assert!(
+                    block(s.end(&key, version, until)).is_ok(),
+                    "{mode:?}: end failed"
+                );
+            }
+        }
+        // The browser still holds the cookie: nothing on the server could forget it.
+        assert_eq!(load(&s, &key).map(|r| r.version), Some(1));
+        assert!(matches!(block(s.lookup(&key)), Ok(Lookup::Live(_))));
+        // Whatever the value, `end` succeeds without looking at it.
+        for junk in ["x", "../../etc/passwd", "abcdefghijklmnopqrstuvwxyz012345"] {
+            let junk = SessionKey::parse(junk).expect("cookie-safe");
+            assert!(block(s.end(&junk, 1, in_an_hour())).is_ok());
+            assert!(matches!(block(s.lookup(&junk)), Ok(Lookup::Absent)));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// `recognizes`: the shape check without cryptography
+
+#[test]
+fn values_that_can_never_be_its_cookies_are_not_recognized() {
+    for mode in MODES {
+        let s = store(mode, SECRET);
+        let other_mode = store(
+            match mode {
+                Mode::Signed => Mode::Encrypted,
+                _ => Mode::Signed,
+            },
+            SECRET,
+        );
+        let other_secret = store(mode, b"another-secret-of-32-bytes-at-least");
+        let other_name = CookieStore::builder(mode, SECRET)
+            .with_cookie_name("other")
+            .build()
+            .expect("valid configuration");
+        let good = create(&s, &sample());
+        assert!(s.recognizes(&good), "{mode:?}: its own cookie");
+        let good_raw = raw(&good);
+        let with_header = |at: usize, byte: u8| {
+            let mut raw = good_raw.clone();
+            raw[at] = byte;
+            token(&raw)
+        };
+        let last = good.as_str().len() - 1;
+        let mut junk: Vec<(&str, String)> = vec![
+            (
+                "a server-side key",
+                SessionKey::generate().as_str().to_owned(),
+            ),
+            ("a short value", "abc".to_owned()),
+            ("over-long", "A".repeat(s.max_value_len() + 1)),
+            ("padded", format!("{}=", good.as_str())),
+            (
+                "a dot",
+                format!("{}.{}", &good.as_str()[..10], &good.as_str()[11..]),
+            ),
+            ("a tilde", format!("~{}", &good.as_str()[1..])),
+            (
+                "standard base64",
+                good.as_str().replace('-', "+").replace('_', "/"),
+            ),
+            (
+                "a length no base64 has",
+                good.as_str()[..last + 1 - (last + 4) % 4].to_owned(),
+            ),
+            ("unknown format", with_header(0, 2)),
+            ("unknown mode", with_header(1, 0x7f)),
+            ("unknown key id", with_header(2, good_raw[2] ^ 1)),
+            (
+                "the other mode",
+                create(&other_mode, &sample()).as_str().to_owned(),
+            ),
+            (
+                "another secret",
+                create(&other_secret, &sample()).as_str().to_owned(),
+            ),
+            (
+                "another cookie name",
+                create(&other_name, &sample()).as_str().to_owned(),
+            ),
+        ];
+        // A last character with bits beyond the encoded bytes (not canonical base64).
+        if !good.as_str().len().is_multiple_of(4) {
+            let mut chars = good.as_str().as_bytes().to_vec();
+            chars[last] = b'_';
+            junk.push((
+                "non-canonical end",
+                String::from_utf8(chars).expect("ascii"),
+            ));
+        }
+        for (what, value) in junk {
+            let Ok(key) = SessionKey::parse(&value) else {
+                continue;
+            };
+            assert!(!s.recognizes(&key), "{mode:?}: {what} was recognized");
+            assert!(load(&s, &key).is_none(), "{mode:?}: {what} loaded");
+        }
+    }
+}
+
+#[test]
+fn a_recognized_value_is_not_a_verified_one() {
+    for mode in MODES {
+        let s = store(mode, SECRET);
+        let mut bytes = raw(&create(&s, &sample()));
+        let at = bytes.len() - 1;
+        bytes[at] ^= 0x40; // the tag: only the cryptography can tell
+        let forged = SessionKey::parse(&token(&bytes)).expect("cookie-safe");
+        assert!(s.recognizes(&forged), "{mode:?}");
+        assert!(load(&s, &forged).is_none(), "{mode:?}");
+        // Expired cookies are recognized too: the expiry is inside the tag.
+        let mut r = sample();
+        r.expires_at = OffsetDateTime::now_utc() - Duration::hours(1);
+        let expired = create(&s, &r);
+        assert!(s.recognizes(&expired) && load(&s, &expired).is_none());
+    }
+}
+
+#[test]
+fn the_manager_removes_a_junk_cookie_a_request_never_loaded() {
+    use session_core::{CookieAction, SessionConfig, SessionManager};
+    use std::sync::Arc;
+
+    for mode in MODES {
+        let s = store(mode, SECRET);
+        let manager = SessionManager::new(
+            Arc::new(s.clone()),
+            SessionConfig::builder().build().expect("valid config"),
+        );
+        let commit = |value: &str| {
+            block(async {
+                let lazy = manager.lazy(Some(value));
+                manager.commit(&lazy, 200).await
+            })
+            .expect("commit")
+            .cookie
+        };
+        let junk = SessionKey::generate();
+        assert!(
+            matches!(commit(junk.as_str()), CookieAction::Remove(_)),
+            "{mode:?}: a junk cookie was kept"
+        );
+        // A cookie this store may have issued is left alone: telling a live one from a
+        // forged or expired one takes the cryptography a request that never loaded its
+        // session does not pay for.
+        let good = create(&s, &sample());
+        assert!(
+            matches!(commit(good.as_str()), CookieAction::Keep),
+            "{mode:?}: a cookie of the store was not kept"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Deeply nested values: the `Session` refuses them first; the store never panics on them
+
+fn nested(depth: usize) -> Value {
+    let mut v = json!(0);
+    for i in 0..depth {
+        v = if i % 2 == 0 {
+            json!([v])
+        } else {
+            json!({ "k": v })
+        };
+    }
+    v
+}
+
+#[test]
+fn deeply_nested_values_never_make_the_store_panic() {
+    let limit = session_core::MAX_VALUE_DEPTH;
+    for mode in MODES {
+        let s = store(mode, SECRET);
+        for depth in [limit, limit + 1, 126, 127, 200, 1000] {
+            let mut data = Data::new();
+            data.insert("deep".into(), nested(depth));
+            let r = Record::new(data, in_an_hour());
+            let key = match block(s.create(&r)) {
+                Ok(key) => key,
+                Err(Error::TooLarge { .. }) => continue,
+                Err(e) => panic!("{mode:?}, depth {depth}: {e}"),
+            };
+            assert!(s.recognizes(&key));
+            // What a session accepts (and a little more) comes back; beyond the JSON
+            // decoder's recursion limit the cookie loads as absent (logged), as any
+            // cookie that does not decode.
+            let back = load(&s, &key).map(|back| back.data);
+            if depth <= limit + 1 {
+                assert_eq!(back, Some(r.data.clone()), "{mode:?}, depth {depth}");
+            } else if depth >= 200 {
+                assert_eq!(back, None, "{mode:?}, depth {depth}");
+            }
+            let mut stored = r.clone();
+            stored.version = 1;
+            let saved = block(s.save(&key, &stored));
+            assert!(
+                matches!(saved, Ok(_) | Err(Error::TooLarge { .. })),
+                "{mode:?}, depth {depth}: {saved:?}"
+            );
+            assert!(block(s.touch(&key, in_an_hour())).is_ok());
+            assert!(block(s.end(&key, 1, in_an_hour())).is_ok());
+        }
     }
 }
 
