@@ -273,7 +273,7 @@ macro_rules! sql_files {
     ($db:literal) => {
         [
             include_str!(concat!("../../session-db/src/sql/", $db, "/create.sql")),
-            include_str!(concat!("../../session-db/src/sql/", $db, "/load.sql")),
+            include_str!(concat!("../../session-db/src/sql/", $db, "/lookup.sql")),
             include_str!(concat!("../../session-db/src/sql/", $db, "/save.sql")),
             include_str!(concat!("../../session-db/src/sql/", $db, "/touch.sql")),
             include_str!(concat!("../../session-db/src/sql/", $db, "/delete.sql")),

@@ -133,10 +133,12 @@ fn internal(error: &sessions::Error) -> Response {
 }
 
 async fn home(State(app): State<App>, session: Session) -> Response {
-    let visits = session.get::<u64>(VISITS).ok().flatten().unwrap_or(0) + 1;
-    if let Err(e) = session.insert(VISITS, visits) {
-        return internal(&e);
-    }
+    // A function of the stored count, applied again at commit if another tab counted
+    // meanwhile: a double click counts twice and never answers 500.
+    let visits = match session.update(VISITS, |n: Option<u64>| n.unwrap_or(0).saturating_add(1)) {
+        Ok(n) => n,
+        Err(e) => return internal(&e),
+    };
     let times = if visits == 1 { "time" } else { "times" };
     page(
         &app,

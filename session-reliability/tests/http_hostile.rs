@@ -2,12 +2,16 @@
 //! `Session` extractor over every embedded store, driven in process with
 //! `tower::ServiceExt::oneshot`.
 //!
-//! - Unknown keys (thousands of them) create no session and no `Set-Cookie` unless the
-//!   handler writes, and a handler that writes gets a fresh key, never the one it was sent.
-//! - Several session cookies in one request: the first well-formed value wins, in one
-//!   `Cookie` header and across several.
+//! - Unknown keys (thousands of them) create no session and get nothing but the removal of
+//!   the dead cookie unless the handler writes, and a handler that writes gets a fresh
+//!   key, never the one it was sent.
+//! - Several session cookies in one request (cookie tossing): the first value that names a
+//!   live session wins, in one `Cookie` header and across several.
 //! - Over-long cookie values (4097 bytes, 8 KiB, 1 MiB) are refused by length: a fresh
-//!   session, and no store operation at all (counted by a wrapper store).
+//!   session, the junk cookie removed, and no store operation at all (counted by a wrapper
+//!   store).
+//! - A request still holding a key that a concurrent login rotated, or a logout ended,
+//!   gets no data and no `Set-Cookie`, on every server-side store.
 //! - Header injection through the cookie configuration is refused when it is built.
 //! - Every error response is the same empty 500, and a tampered cookie-store cookie gets
 //!   exactly the response an unknown one gets.
@@ -61,6 +65,21 @@ fn router(manager: SessionManager) -> Router {
                 format!("{:?}", Some(n))
             }),
         )
+        .route(
+            "/login",
+            get(|s: Session| async move {
+                s.cycle_key();
+                s.insert("user", "ada").unwrap();
+                "welcome"
+            }),
+        )
+        .route(
+            "/logout",
+            get(|s: Session| async move {
+                s.flush();
+                "bye"
+            }),
+        )
         .layer(SessionLayer::new(manager))
 }
 
@@ -78,6 +97,12 @@ impl Seen {
             .iter()
             .find(|(n, _)| n == SET_COOKIE.as_str())
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the response removes the session cookie.
+    fn removes_cookie(&self) -> bool {
+        self.set_cookie()
+            .is_some_and(|c| c.starts_with("sessionid=;") && c.contains("Max-Age=0"))
     }
 
     /// The session cookie value the response sets.
@@ -132,11 +157,14 @@ async fn unknown_keys_create_nothing(kind: Kind) {
         let path = if i % 2 == 0 { "/read" } else { "/noop" };
         let seen = send(&app, path, &[&format!("sessionid={value}")]).await;
         assert_eq!(seen.status, StatusCode::OK, "{kind:?}: {value}");
-        assert_eq!(
-            seen.set_cookie(),
-            None,
-            "{kind:?}: a cookie was set for {value}"
+        assert!(
+            seen.set_cookie().is_none() || seen.removes_cookie(),
+            "{kind:?}: a cookie was set for {value}: {:?}",
+            seen.set_cookie()
         );
+        if path == "/read" {
+            assert!(seen.removes_cookie(), "{kind:?}: {value} was not removed");
+        }
         if path == "/read" {
             assert_eq!(seen.body, "None", "{kind:?}: {value} was adopted");
         }
@@ -168,7 +196,7 @@ async fn unknown_keys_create_nothing(kind: Kind) {
     opened.finish().await;
 }
 
-async fn first_well_formed_cookie_wins(kind: Kind) {
+async fn first_live_cookie_wins(kind: Kind) {
     let opened = open(kind).await;
     let (app, _) = app(opened.store.clone());
     let a = send(&app, "/write", &[]).await.cookie_value().unwrap();
@@ -201,7 +229,7 @@ async fn first_well_formed_cookie_wins(kind: Kind) {
             )],
             "Some(1)",
         ),
-        // Malformed values are skipped: the first well-formed one wins.
+        // Malformed values are skipped.
         (
             vec![format!("sessionid=a\\b; sessionid={a}; sessionid={b}")],
             "Some(1)",
@@ -211,18 +239,17 @@ async fn first_well_formed_cookie_wins(kind: Kind) {
             "Some(2)",
         ),
         (vec![format!("sessionid=; sessionid={a}")], "Some(1)"),
-        // A well-formed value wins even when no store knows it: the request gets a fresh
-        // session, not the next cookie's.
+        // A planted value the store does not know never replaces the real session.
         (
             vec![format!("sessionid={}; sessionid={a}", unknown.as_str())],
-            "None",
+            "Some(1)",
         ),
         (
             vec![
                 format!("sessionid={}", unknown.as_str()),
                 format!("sessionid={b}"),
             ],
-            "None",
+            "Some(2)",
         ),
     ];
     for (headers, want) in &cases {
@@ -257,8 +284,8 @@ async fn over_long_values_are_refused_by_length(kind: Kind) {
         let before = counts.total();
         let seen = send(&app, "/read", &[&format!("sessionid={value}")]).await;
         assert_eq!(
-            (seen.status, seen.body.as_str(), seen.set_cookie()),
-            (StatusCode::OK, "None", None),
+            (seen.status, seen.body.as_str(), seen.removes_cookie()),
+            (StatusCode::OK, "None", true),
             "{kind:?}: {len} bytes"
         );
         assert_eq!(
@@ -290,7 +317,7 @@ macro_rules! per_store {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    first_well_formed_cookie_wins($kind).await;
+                    first_live_cookie_wins($kind).await;
                 }
             )*
         }
@@ -304,6 +331,80 @@ macro_rules! per_store {
             )*
         }
     };
+}
+
+/// A late request of the same browser (an XHR sent before the login or logout answered)
+/// still holds the old key: it gets no data, and no `Set-Cookie` that would replace the
+/// cookie the login just set or bring back the one the logout removed.
+async fn a_rotated_or_ended_key_sets_no_cookie(kind: Kind) {
+    let opened = open(kind).await;
+    let (app, counts) = app(opened.store.clone());
+    let old = send(&app, "/write", &[]).await.cookie_value().unwrap();
+    let login = send(&app, "/login", &[&format!("sessionid={old}")]).await;
+    let new = login.cookie_value().unwrap();
+    assert_ne!(new, old, "{kind:?}: login did not rotate the key");
+    let writes = counts.writes();
+    for path in ["/read", "/write", "/login", "/logout", "/noop"] {
+        let late = send(&app, path, &[&format!("sessionid={old}")]).await;
+        assert_eq!(late.status, StatusCode::OK, "{kind:?} {path}");
+        assert_eq!(late.set_cookie(), None, "{kind:?} {path}: the login cookie is clobbered");
+        if path == "/read" {
+            assert_eq!(late.body, "None", "{kind:?}: the old key reads data");
+        }
+    }
+    assert_eq!(counts.writes(), writes, "{kind:?}: the late requests wrote");
+    assert_eq!(
+        send(&app, "/read", &[&format!("sessionid={new}")]).await.body,
+        "Some(1)",
+        "{kind:?}: the new session changed"
+    );
+    // The same after a logout: the removal stays.
+    let out = send(&app, "/logout", &[&format!("sessionid={new}")]).await;
+    assert!(out.removes_cookie(), "{kind:?}");
+    let late = send(&app, "/write", &[&format!("sessionid={new}")]).await;
+    assert_eq!(late.set_cookie(), None, "{kind:?}: a late write brought a cookie back");
+    opened.finish().await;
+}
+
+mod rotated_keys {
+    use super::*;
+
+    macro_rules! server_side {
+        ($($name:ident: $kind:expr;)*) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                a_rotated_or_ended_key_sets_no_cookie($kind).await;
+            }
+        )*};
+    }
+
+    server_side! {
+        memory: Kind::Memory;
+        moka: Kind::Moka;
+        sqlite_memory: Kind::SqliteMemory;
+        sqlite_file: Kind::SqliteFile;
+        file: Kind::File;
+        cached_moka_sqlite: Kind::CachedMokaSqlite;
+    }
+
+    macro_rules! service {
+        ($($name:ident: $kind:expr, $why:literal;)*) => {$(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[ignore = $why]
+            async fn $name() {
+                a_rotated_or_ended_key_sets_no_cookie($kind).await;
+            }
+        )*};
+    }
+
+    service! {
+        postgres: Kind::Postgres, "needs SESSION_TEST_POSTGRES_URL";
+        mysql: Kind::MySql, "needs SESSION_TEST_MYSQL_URL";
+        redis: Kind::Redis, "needs SESSION_TEST_REDIS_URL";
+        redis_cluster: Kind::RedisCluster, "needs SESSION_TEST_REDIS_CLUSTER_URLS";
+        cached_redis_postgres: Kind::CachedRedisPostgres,
+            "needs SESSION_TEST_REDIS_URL and SESSION_TEST_POSTGRES_URL";
+    }
 }
 
 per_store! {
@@ -477,6 +578,9 @@ impl Store for Broken {
     async fn delete(&self, _: &SessionKey) -> Result<()> {
         Err(leaky_error())
     }
+    async fn end(&self, _: &SessionKey, _: u64, _: OffsetDateTime) -> Result<()> {
+        Err(leaky_error())
+    }
     async fn clear_expired(&self) -> Result<u64> {
         Err(leaky_error())
     }
@@ -617,14 +721,23 @@ async fn tampered_encrypted_cookie_gets_the_unknown_cookie_response() {
     tampered_cookie_looks_unknown(Kind::CookieEncrypted).await;
 }
 
-/// On a server-side store an unknown well-formed key, a malformed key and no cookie at all
-/// are indistinguishable to the client.
+/// On a server-side store an unknown well-formed key and a malformed key are
+/// indistinguishable to the client: both get what no cookie gets, plus the removal of the
+/// dead cookie.
 #[tokio::test]
 async fn unknown_and_malformed_keys_get_the_same_response() {
     for kind in [Kind::Memory, Kind::SqliteMemory, Kind::File] {
         let opened = open(kind).await;
         let (app, _) = app(opened.store.clone());
-        let none = send(&app, "/read", &[]).await;
+        let fresh = send(&app, "/read", &[]).await;
+        let none = send(
+            &app,
+            "/read",
+            &[&format!("sessionid={}", SessionKey::generate().as_str())],
+        )
+        .await;
+        assert!(none.removes_cookie());
+        assert_eq!((&none.status, &none.body), (&fresh.status, &fresh.body));
         for value in [
             SessionKey::generate().as_str().to_owned(),
             "../../etc/passwd".to_owned(),

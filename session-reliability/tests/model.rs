@@ -630,6 +630,14 @@ fn the_model_catches_a_store_that_ignores_versions() {
         async fn delete(&self, k: &SessionKey) -> session_core::Result<()> {
             self.0.delete(k).await
         }
+        async fn end(
+            &self,
+            k: &SessionKey,
+            version: u64,
+            until: OffsetDateTime,
+        ) -> session_core::Result<()> {
+            self.0.end(k, version, until).await
+        }
         async fn clear_expired(&self) -> session_core::Result<u64> {
             self.0.clear_expired().await
         }

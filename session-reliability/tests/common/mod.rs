@@ -59,6 +59,7 @@ pub(crate) enum Kind {
     Postgres,
     MySql,
     Redis,
+    RedisCluster,
     CachedRedisPostgres,
     CookieSigned,
     CookieEncrypted,
@@ -122,6 +123,20 @@ async fn redis(ns: &str) -> RedisStore {
         .unwrap_or_else(|e| panic!("cannot connect to {url}: {e}"))
 }
 
+async fn redis_cluster(ns: &str) -> RedisStore {
+    let urls: Vec<String> = env_url("SESSION_TEST_REDIS_CLUSTER_URLS")
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    RedisStore::builder()
+        .prefix(format!("{ns}:"))
+        .connect_cluster(&urls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to the cluster {urls:?}: {e}"))
+}
+
 fn drop_pg(store: PostgresStore) -> Cleanup {
     Box::pin(async move {
         let sql = format!("DROP TABLE IF EXISTS \"{}\"", store.table_name());
@@ -179,6 +194,9 @@ pub(crate) async fn open(kind: Kind) -> Opened {
             o
         }
         Kind::Redis => Opened::new(redis(&ns).await),
+        // The cluster is private to the run (`.ci/redis-cluster.sh`); the test's keys
+        // expire by their TTL.
+        Kind::RedisCluster => Opened::new(redis_cluster(&ns).await),
         Kind::CachedRedisPostgres => {
             let db = postgres(&ns).await;
             let mut o = Opened::new(CachedStore::new(redis(&ns).await, db.clone()));
@@ -281,6 +299,17 @@ impl Store for Counting {
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         bump(&self.counts.delete);
         self.inner.delete(key).await
+    }
+    async fn lookup(&self, key: &SessionKey) -> Result<session_core::Lookup> {
+        bump(&self.counts.load);
+        self.inner.lookup(key).await
+    }
+    async fn end(&self, key: &SessionKey, version: u64, until: OffsetDateTime) -> Result<()> {
+        bump(&self.counts.delete);
+        self.inner.end(key, version, until).await
+    }
+    fn recognizes(&self, key: &SessionKey) -> bool {
+        self.inner.recognizes(key)
     }
     async fn clear_expired(&self) -> Result<u64> {
         bump(&self.counts.clear_expired);
