@@ -2,8 +2,21 @@
 //!
 //! Each check is a `pub async fn` taking a [`Factory`]; its doc comment quotes the
 //! sentence of the contract it enforces. [`conformance_tests!`](crate::conformance_tests)
-//! expands to one `#[tokio::test]` per check, so a failure names the behaviour and a single
-//! check runs by name (`cargo test create_never_overwrites`).
+//! expands to one `#[test]` per check, so a failure names the behaviour and a single check
+//! runs by name (`cargo test create_never_overwrites`). A third-party store runs the whole
+//! suite with three lines in `tests/conformance.rs`:
+//!
+//! ```
+//! use session_core::MemoryStore; // your store
+//! use session_core::conformance::PerNamespace;
+//! session_core::conformance_tests!(my_store, PerNamespace::new(|| async { MemoryStore::new() }));
+//! # fn main() {}
+//! ```
+//!
+//! The checks are a test suite, not an API: new checks are added, and existing ones
+//! tightened, in any release, outside semantic versioning (as `object_store`'s
+//! integration tests are). A store that passes today may fail a check of a later
+//! version because it found a real defect.
 //!
 //! Checks never skip silently: where a behaviour differs between server-side and
 //! client-side stores (see [`Capabilities`]), the check asserts the behaviour the store's
@@ -1189,10 +1202,7 @@ pub async fn lifecycle_two_concurrent_rotations_have_one_winner(factory: &dyn Fa
     }
     let (ca, cb) = tokio::join!(m.commit(&a, 200), m.commit(&b, 200));
     let (ca, cb) = (must_commit(ca), must_commit(cb));
-    let winners: Vec<_> = [&ca, &cb]
-        .into_iter()
-        .filter_map(set_value)
-        .collect();
+    let winners: Vec<_> = [&ca, &cb].into_iter().filter_map(set_value).collect();
     if !fx.caps.server_side {
         assert_eq!(winners.len(), 2, "client-side rotations each issue a token");
         fx.finish().await;
@@ -1502,25 +1512,21 @@ pub(crate) fn forced_key() -> Option<SessionKey> {
     FORCED_KEY.try_with(SessionKey::clone).ok()
 }
 
-/// Expands to one `#[tokio::test]` per conformance check, in a module of the given name.
+/// Expands to one `#[test]` per conformance check, in a module of the given name.
 ///
-/// The factory is any expression implementing
-/// [`Factory`](crate::conformance::Factory), usually an async closure from a namespace to a
-/// store. Add `ignore = "reason"` to mark every test of a store that needs a service; run
-/// them with `cargo test -- --include-ignored`, where a missing service fails loudly.
+/// The factory is any expression implementing [`Factory`](crate::conformance::Factory):
+/// [`PerNamespace`](crate::conformance::PerNamespace) for a store without namespaces of its
+/// own, or an async closure from a namespace to a store. Add `ignore = "reason"` to mark
+/// every test of a store that needs a service; run them with
+/// `cargo test -- --include-ignored`, where a missing service fails loudly.
 ///
-/// The calling crate needs `tokio` (features `macros`, `rt-multi-thread`) as a
-/// dev-dependency.
+/// Each test runs its check on a multi-threaded Tokio runtime of its own; the calling
+/// crate needs no Tokio dependency.
 ///
 /// ```
 /// use session_core::MemoryStore;
-/// # use std::{collections::HashMap, sync::{Arc, Mutex}};
-/// # static STORES: Mutex<Option<HashMap<String, MemoryStore>>> = Mutex::new(None);
-/// # fn shared(ns: &str) -> MemoryStore {
-/// #     let mut map = STORES.lock().unwrap();
-/// #     map.get_or_insert_with(HashMap::new).entry(ns.to_owned()).or_default().clone()
-/// # }
-/// session_core::conformance_tests!(memory_store, |ns: String| async move { shared(&ns) });
+/// use session_core::conformance::PerNamespace;
+/// session_core::conformance_tests!(memory_store, PerNamespace::new(|| async { MemoryStore::new() }));
 /// # fn main() {}
 /// ```
 #[macro_export]
@@ -1536,125 +1542,166 @@ macro_rules! conformance_tests {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            $crate::conformance_tests!(@tests $factory, [$($attr)*],
-                create_then_load_round_trips_every_json_type,
-                unicode_keys_and_values_round_trip,
-                empty_record_round_trips,
-                large_record_round_trips,
-                create_sets_version_one,
-                create_issues_well_formed_keys,
-                keys_never_collide_across_10000_creates,
-                create_never_overwrites,
-                load_unknown_key_is_none,
-                load_malformed_key_is_none,
-                load_expired_record_is_none,
-                record_expires_when_its_time_passes,
-                expiry_override_round_trips,
-                expires_at_keeps_millisecond_precision,
-                save_increments_version,
-                save_replaces_the_data,
-                save_with_stale_version_is_conflict,
-                save_with_newer_version_is_conflict,
-                save_unknown_key_is_not_found,
-                save_expired_key_is_not_found,
-                save_after_delete_is_not_found,
-                save_moves_expires_at,
-                save_and_touch_with_malformed_key_are_refused,
-                touch_moves_only_the_expiry,
-                touch_unknown_key_is_not_found,
-                touch_into_the_past_expires_the_record,
-                delete_removes_the_record,
-                delete_is_idempotent,
-                clear_expired_removes_exactly_the_expired,
-                clear_expired_with_nothing_expired_is_zero,
-                concurrent_creates_are_all_kept,
-                concurrent_saves_of_one_version_have_one_winner,
-                concurrent_saves_of_different_sessions_all_succeed,
-                second_handle_sees_the_same_records,
-                namespaces_are_isolated,
-                load_changes_nothing,
-                end_at_the_stored_version_ends_the_session,
-                end_with_another_version_is_conflict,
-                end_unknown_or_expired_key_is_not_found,
-                ended_marker_is_forgotten_after_its_instant,
-                concurrent_ends_of_one_version_have_one_winner,
-                end_racing_a_save_has_one_winner,
-                create_gives_up_when_every_key_collides,
-                lifecycle_logout_is_not_undone_by_a_concurrent_rotation,
-                lifecycle_two_concurrent_rotations_have_one_winner,
-                lifecycle_rotation_keeps_a_concurrent_save,
-                lifecycle_a_key_ended_moments_ago_gets_nothing_and_sets_no_cookie,
-                lifecycle_unknown_and_forgotten_keys_get_their_cookie_removed,
-                lifecycle_tossed_cookies_pick_the_first_live_session,
-                lifecycle_concurrent_updates_all_land,
-                lifecycle_every_accepted_value_round_trips,
-            );
-        }
-    };
-    (@tests $factory:expr, $attrs:tt, $($check:ident),* $(,)?) => {
-        $( $crate::conformance_tests!(@one $factory, $attrs, $check); )*
-    };
-    (@one $factory:expr, [$($attr:tt)*], $check:ident) => {
-        #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
-        $($attr)*
-        async fn $check() {
-            let factory = $factory;
-            $crate::conformance::$check(&factory).await;
+            $crate::__conformance_checks!((tests $factory, [$($attr)*]));
         }
     };
 }
 
-/// The names of every check, in the order the macro emits them.
-pub const CHECKS: &[&str] = &[
-    "create_then_load_round_trips_every_json_type",
-    "unicode_keys_and_values_round_trip",
-    "empty_record_round_trips",
-    "large_record_round_trips",
-    "create_sets_version_one",
-    "create_issues_well_formed_keys",
-    "keys_never_collide_across_10000_creates",
-    "create_never_overwrites",
-    "load_unknown_key_is_none",
-    "load_malformed_key_is_none",
-    "load_expired_record_is_none",
-    "record_expires_when_its_time_passes",
-    "expiry_override_round_trips",
-    "expires_at_keeps_millisecond_precision",
-    "save_increments_version",
-    "save_replaces_the_data",
-    "save_with_stale_version_is_conflict",
-    "save_with_newer_version_is_conflict",
-    "save_unknown_key_is_not_found",
-    "save_expired_key_is_not_found",
-    "save_after_delete_is_not_found",
-    "save_moves_expires_at",
-    "save_and_touch_with_malformed_key_are_refused",
-    "touch_moves_only_the_expiry",
-    "touch_unknown_key_is_not_found",
-    "touch_into_the_past_expires_the_record",
-    "delete_removes_the_record",
-    "delete_is_idempotent",
-    "clear_expired_removes_exactly_the_expired",
-    "clear_expired_with_nothing_expired_is_zero",
-    "concurrent_creates_are_all_kept",
-    "concurrent_saves_of_one_version_have_one_winner",
-    "concurrent_saves_of_different_sessions_all_succeed",
-    "second_handle_sees_the_same_records",
-    "namespaces_are_isolated",
-    "load_changes_nothing",
-    "end_at_the_stored_version_ends_the_session",
-    "end_with_another_version_is_conflict",
-    "end_unknown_or_expired_key_is_not_found",
-    "ended_marker_is_forgotten_after_its_instant",
-    "concurrent_ends_of_one_version_have_one_winner",
-    "end_racing_a_save_has_one_winner",
-    "create_gives_up_when_every_key_collides",
-    "lifecycle_logout_is_not_undone_by_a_concurrent_rotation",
-    "lifecycle_two_concurrent_rotations_have_one_winner",
-    "lifecycle_rotation_keeps_a_concurrent_save",
-    "lifecycle_a_key_ended_moments_ago_gets_nothing_and_sets_no_cookie",
-    "lifecycle_unknown_and_forgotten_keys_get_their_cookie_removed",
-    "lifecycle_tossed_cookies_pick_the_first_live_session",
-    "lifecycle_concurrent_updates_all_land",
-    "lifecycle_every_accepted_value_round_trips",
-];
+/// The one list of checks, in order, handed to [`__conformance_emit!`]: the macro's tests
+/// and [`CHECKS`] both come from it.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_checks {
+    ($mode:tt) => {
+        $crate::__conformance_emit! { $mode
+            create_then_load_round_trips_every_json_type,
+            unicode_keys_and_values_round_trip,
+            empty_record_round_trips,
+            large_record_round_trips,
+            create_sets_version_one,
+            create_issues_well_formed_keys,
+            keys_never_collide_across_10000_creates,
+            create_never_overwrites,
+            load_unknown_key_is_none,
+            load_malformed_key_is_none,
+            load_expired_record_is_none,
+            record_expires_when_its_time_passes,
+            expiry_override_round_trips,
+            expires_at_keeps_millisecond_precision,
+            save_increments_version,
+            save_replaces_the_data,
+            save_with_stale_version_is_conflict,
+            save_with_newer_version_is_conflict,
+            save_unknown_key_is_not_found,
+            save_expired_key_is_not_found,
+            save_after_delete_is_not_found,
+            save_moves_expires_at,
+            save_and_touch_with_malformed_key_are_refused,
+            touch_moves_only_the_expiry,
+            touch_unknown_key_is_not_found,
+            touch_into_the_past_expires_the_record,
+            delete_removes_the_record,
+            delete_is_idempotent,
+            clear_expired_removes_exactly_the_expired,
+            clear_expired_with_nothing_expired_is_zero,
+            concurrent_creates_are_all_kept,
+            concurrent_saves_of_one_version_have_one_winner,
+            concurrent_saves_of_different_sessions_all_succeed,
+            second_handle_sees_the_same_records,
+            namespaces_are_isolated,
+            load_changes_nothing,
+            end_at_the_stored_version_ends_the_session,
+            end_with_another_version_is_conflict,
+            end_unknown_or_expired_key_is_not_found,
+            ended_marker_is_forgotten_after_its_instant,
+            concurrent_ends_of_one_version_have_one_winner,
+            end_racing_a_save_has_one_winner,
+            create_gives_up_when_every_key_collides,
+            lifecycle_logout_is_not_undone_by_a_concurrent_rotation,
+            lifecycle_two_concurrent_rotations_have_one_winner,
+            lifecycle_rotation_keeps_a_concurrent_save,
+            lifecycle_a_key_ended_moments_ago_gets_nothing_and_sets_no_cookie,
+            lifecycle_unknown_and_forgotten_keys_get_their_cookie_removed,
+            lifecycle_tossed_cookies_pick_the_first_live_session,
+            lifecycle_concurrent_updates_all_land,
+            lifecycle_every_accepted_value_round_trips,
+        }
+    };
+}
+
+/// Emits, for the list of checks, either their names or one test each.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_emit {
+    ((names) $($check:ident,)*) => {
+        /// The names of every check, in the order [`conformance_tests!`](crate::conformance_tests)
+        /// emits them.
+        pub const CHECKS: &[&str] = &[$(stringify!($check)),*];
+    };
+    ((tests $factory:expr, $attrs:tt) $($check:ident,)*) => {
+        $( $crate::__conformance_emit!(@one $factory, $attrs, $check); )*
+    };
+    (@one $factory:expr, [$($attr:tt)*], $check:ident) => {
+        #[test]
+        $($attr)*
+        fn $check() {
+            $crate::conformance::run_check(async {
+                let factory = $factory;
+                $crate::conformance::$check(&factory).await;
+            });
+        }
+    };
+}
+
+crate::__conformance_checks!((names));
+
+/// Runs one check on a multi-threaded Tokio runtime of its own (what the tests
+/// [`conformance_tests!`](crate::conformance_tests) emits call).
+///
+/// # Panics
+///
+/// When no runtime can be built, or the check fails: a check reports failure by panicking.
+pub fn run_check(check: impl Future<Output = ()>) {
+    #[allow(clippy::expect_used)] // a test that cannot get a runtime must fail loudly
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime for the check")
+        .block_on(check);
+}
+
+/// A [`Factory`] for a store without namespaces of its own (an in-process store, a store
+/// a test opens afresh): the first `open` of a namespace calls `open_store`, later ones
+/// hand out the same store again, so that two handles on one namespace share their
+/// records and different namespaces never do.
+pub struct PerNamespace<F> {
+    open_store: F,
+    stores: std::sync::Mutex<std::collections::HashMap<String, Arc<dyn Store>>>,
+}
+
+impl<F> PerNamespace<F> {
+    /// A factory opening one store per namespace with `open_store`.
+    pub fn new(open_store: F) -> Self {
+        Self {
+            open_store,
+            stores: std::sync::Mutex::default(),
+        }
+    }
+
+    fn stores(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Arc<dyn Store>>> {
+        self.stores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<F> std::fmt::Debug for PerNamespace<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerNamespace")
+            .field("namespaces", &self.stores().len())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl<F, Fut, S> Factory for PerNamespace<F>
+where
+    F: Fn() -> Fut + Send + Sync,
+    Fut: Future<Output = S> + Send,
+    S: Store,
+{
+    async fn open(&self, ns: &str) -> Arc<dyn Store> {
+        if let Some(store) = self.stores().get(ns) {
+            return store.clone();
+        }
+        let store: Arc<dyn Store> = Arc::new((self.open_store)().await);
+        self.stores().entry(ns.to_owned()).or_insert(store).clone()
+    }
+
+    async fn cleanup(&self, ns: &str) {
+        self.stores().remove(ns);
+    }
+}
