@@ -19,7 +19,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
-use sessions::tower::{Session, SessionLayer};
+use sessions::{Session, SessionLayer};
 use sessions::{SessionConfig, SessionManager};
 
 /// The store the demo uses when `SESSION_STORE` is not set: a SQLite file in the working

@@ -61,3 +61,46 @@ impl IntoResponse for SessionRejection {
         crate::layer::server_error()
     }
 }
+
+/// A session error as an axum response, so that handlers can use `?` on session
+/// operations: it answers an empty `500 Internal Server Error` and logs the cause (the
+/// client learns nothing about it).
+///
+/// # Examples
+///
+/// ```
+/// use session_tower::{Session, SessionError};
+///
+/// async fn counter(session: Session) -> Result<String, SessionError> {
+///     let visits = session.update("visits", |n: Option<u64>| n.unwrap_or(0) + 1)?;
+///     session.insert("last_page", "/")?;
+///     Ok(format!("{visits} visits"))
+/// }
+/// ```
+#[derive(Debug)]
+pub struct SessionError(pub session_core::Error);
+
+impl From<session_core::Error> for SessionError {
+    fn from(error: session_core::Error) -> Self {
+        Self(error)
+    }
+}
+
+impl std::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SessionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        tracing::error!(error = %self.0, "session operation failed; answering 500");
+        crate::layer::server_error()
+    }
+}

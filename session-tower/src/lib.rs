@@ -6,7 +6,7 @@ mod layer;
 mod extract;
 
 #[cfg(feature = "axum")]
-pub use extract::{Session, SessionRejection};
+pub use extract::{Session, SessionError, SessionRejection};
 pub use layer::{SessionLayer, SessionService, WritesDropped};
 
 pub use session_core::{LazySession, SessionConfig, SessionManager};

@@ -32,6 +32,10 @@ pub use session_cache::CachedStore;
 pub use session_cache::MokaStore;
 #[cfg(feature = "redis")]
 pub use session_cache::RedisStore;
+/// The session core: the framework-neutral [`Session`](session_core::Session) handle
+/// among the rest (at the crate root, `Session` is the axum extractor when the `tower`
+/// feature is on).
+pub use session_core as core;
 #[cfg(feature = "mysql")]
 pub use session_db::MySqlStore;
 #[cfg(feature = "postgres")]
@@ -42,5 +46,14 @@ pub use session_db::SqliteStore;
 pub use session_file::FileStore;
 #[cfg(feature = "cookie")]
 pub use session_signed_cookie::CookieStore;
+
+/// With the `tower` feature, `sessions::Session` is the axum extractor (it dereferences to
+/// the core [`Session`](session_core::Session) handle), so `use sessions::Session` is what
+/// an axum handler takes.
 #[cfg(feature = "tower")]
-pub use session_tower::{Session as SessionExtractor, SessionLayer};
+pub use session_tower::{Session, SessionError, SessionLayer, WritesDropped};
+
+/// The workspace README's examples (the quick start among them), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct WorkspaceReadme;
