@@ -34,9 +34,10 @@ pub enum OpenError {
     /// Unicode).
     #[error("the cookie secret environment variable `{0}` is not set")]
     MissingSecret(String),
-    /// A setting was rejected (table name, prefix, secret length, ...).
+    /// A setting was rejected (table name, prefix, secret length, ...); the typed error of
+    /// the crate that rejected it is the source.
     #[error("invalid session store setting: {0}")]
-    Invalid(String),
+    Invalid(#[source] session_core::BoxError),
     /// The store could not be opened (database unreachable, migration failed, ...).
     #[error("could not open the session store: {0}")]
     Store(#[from] session_core::Error),
@@ -44,7 +45,7 @@ pub enum OpenError {
 
 impl From<ConfigError> for OpenError {
     fn from(e: ConfigError) -> Self {
-        Self::Invalid(e.to_string())
+        Self::Invalid(Box::new(e))
     }
 }
 
@@ -532,7 +533,7 @@ fn open_cookie(t: &Target) -> Result<Arc<dyn Store>, OpenError> {
     }
     let store = builder
         .build()
-        .map_err(|e| OpenError::Invalid(e.to_string()))?;
+        .map_err(|e| OpenError::Invalid(Box::new(e)))?;
     Ok(Arc::new(store))
 }
 

@@ -131,6 +131,15 @@ async fn cookie_secrets_come_from_the_environment_and_must_be_long_enough() {
     // CARGO_PKG_NAME ("sessions") is far shorter than the minimum secret.
     let e = err(open("cookie+signed://?secret_env=CARGO_PKG_NAME").await);
     assert!(matches!(e, OpenError::Invalid(_)), "{e:?}");
+    // The cookie store's own typed error is kept as the source, not flattened to text.
+    let source = std::error::Error::source(&e).expect("a source");
+    assert!(
+        matches!(
+            source.downcast_ref::<session_signed_cookie::BuildError>(),
+            Some(session_signed_cookie::BuildError::SecretTooShort { .. })
+        ),
+        "{source:?}"
+    );
     assert!(
         !e.to_string().contains("sessions\""),
         "the secret leaked: {e}"
