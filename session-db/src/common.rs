@@ -1,9 +1,10 @@
-//! What the three stores share: settings, SQL rendering, row decoding, error mapping.
+//! Helpers of the store body: settings, SQL rendering, row decoding, deadlines and
+//! retries, error mapping.
 
 // Without any store feature only the public constants and `ClearStats` remain in use.
 #![cfg_attr(
     not(any(feature = "sqlite", feature = "postgres", feature = "mysql")),
-    allow(dead_code, unused_macros, unused_imports)
+    allow(dead_code, unused_macros, unused_imports, unreachable_pub)
 )]
 
 use std::num::NonZeroU32;
@@ -278,65 +279,6 @@ impl RowsAffected for sqlx::mysql::MySqlQueryResult {
     }
 }
 
-/// Implements [`session_core::Store`] for a store type by running each of its `run_*`
-/// operations within the configured operation deadline, again after a deadlock
-/// ([`bounded`]); `load` is `lookup` keeping only a live record.
-macro_rules! store_with_deadline {
-    ($ty:ty) => {
-        #[async_trait]
-        impl Store for $ty {
-            async fn create(&self, record: &Record) -> Result<SessionKey> {
-                let limit = self.settings.operation_timeout();
-                crate::common::bounded(STORE, limit, || self.run_create(record)).await
-            }
-            async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-                self.lookup(key)
-                    .await
-                    .map(::session_core::Lookup::into_live)
-            }
-            async fn lookup(&self, key: &SessionKey) -> Result<::session_core::Lookup> {
-                let limit = self.settings.operation_timeout();
-                crate::common::bounded(STORE, limit, || self.run_lookup(key)).await
-            }
-            async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {
-                let limit = self.settings.operation_timeout();
-                crate::common::bounded(STORE, limit, || self.run_save(key, record)).await
-            }
-            async fn touch(
-                &self,
-                key: &SessionKey,
-                expires_at: OffsetDateTime,
-            ) -> Result<SessionKey> {
-                let limit = self.settings.operation_timeout();
-                crate::common::bounded(STORE, limit, || self.run_touch(key, expires_at)).await
-            }
-            async fn end(
-                &self,
-                key: &SessionKey,
-                version: u64,
-                remember_until: OffsetDateTime,
-            ) -> Result<()> {
-                key.require_generated_shape()?;
-                let limit = self.settings.operation_timeout();
-                crate::common::bounded(STORE, limit, || self.run_end(key, version, remember_until))
-                    .await
-            }
-            async fn delete(&self, key: &SessionKey) -> Result<()> {
-                let limit = self.settings.operation_timeout();
-                crate::common::bounded(STORE, limit, || self.run_delete(key)).await
-            }
-            async fn clear_expired(&self) -> Result<u64> {
-                // Bounded statement by statement, inside.
-                self.run_clear_expired().await
-            }
-            fn capabilities(&self) -> Capabilities {
-                Capabilities::server_side()
-            }
-        }
-    };
-}
-pub(crate) use store_with_deadline;
-
 /// Maps a driver error to [`Error::Backend`], keeping it as the source.
 pub(crate) fn backend(store: &'static str) -> impl Fn(sqlx::Error) -> Error {
     move |e| Error::backend(store, e)
@@ -354,15 +296,14 @@ pub(crate) fn sqlite_url_is_in_memory(url: &str) -> bool {
     path == ":memory:" || query.split('&').any(|pair| pair == "mode=memory")
 }
 
-/// A stable 64-bit FNV-1a hash, for lock keys derived from a table name.
+/// A stable 64-bit key for an advisory lock named `name`: the first eight bytes of its
+/// SHA-256, so every process (and every build) derives the same key from the same name.
 #[cfg(feature = "postgres")]
-pub(crate) fn fnv1a(bytes: &[u8]) -> i64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    i64::from_be_bytes(hash.to_be_bytes())
+pub(crate) fn lock_key(name: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let digest: [u8; 32] = Sha256::digest(name.as_bytes()).into();
+    let [b0, b1, b2, b3, b4, b5, b6, b7, ..] = digest;
+    i64::from_be_bytes([b0, b1, b2, b3, b4, b5, b6, b7])
 }
 
 #[cfg(test)]
@@ -434,6 +375,20 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "postgres")]
+    #[test]
+    fn lock_keys_are_the_head_of_the_names_sha256() {
+        // SHA-256("abc") = ba7816bf 8f01cfea ...
+        assert_eq!(
+            lock_key("abc"),
+            i64::from_be_bytes([0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea])
+        );
+        assert_ne!(
+            lock_key("session-db migrate \"a\""),
+            lock_key("session-db migrate \"b\"")
+        );
+    }
+
     #[cfg(feature = "sqlite")]
     #[test]
     fn in_memory_urls_are_recognised() {
@@ -455,20 +410,62 @@ mod tests {
     }
 }
 
-/// The statement templates of one database, from `src/sql/<database>/*.sql`.
-pub(crate) struct Templates {
-    pub(crate) create_table: &'static str,
-    pub(crate) create_index: Option<&'static str>,
-    pub(crate) create: &'static str,
-    pub(crate) lookup: &'static str,
-    pub(crate) save: &'static str,
-    pub(crate) exists: &'static str,
-    pub(crate) touch: &'static str,
-    pub(crate) end: &'static str,
-    pub(crate) delete: &'static str,
-    pub(crate) delete_version: &'static str,
-    pub(crate) clear_batch: &'static str,
+/// The statement templates of one database, from `src/sql/<database>/*.sql`; see
+/// [`templates!`].
+#[derive(Debug)]
+pub struct Templates {
+    /// `CREATE TABLE IF NOT EXISTS`.
+    pub create_table: &'static str,
+    /// `CREATE INDEX IF NOT EXISTS` on `expires_at`, for a database whose table
+    /// statement cannot declare it.
+    pub create_index: Option<&'static str>,
+    /// The `INSERT` of a new record.
+    pub create: &'static str,
+    /// The `SELECT` of an unexpired row.
+    pub lookup: &'static str,
+    /// The compare-and-set `UPDATE` of a live record.
+    pub save: &'static str,
+    /// The `SELECT` of a live record.
+    pub exists: &'static str,
+    /// The `UPDATE` of a live record's `expires_at`.
+    pub touch: &'static str,
+    /// The compare-and-set `UPDATE` leaving an ended marker.
+    pub end: &'static str,
+    /// The `DELETE` under a key.
+    pub delete: &'static str,
+    /// The `DELETE` under a key at one version.
+    pub delete_version: &'static str,
+    /// The `DELETE` of one batch of expired rows.
+    pub clear_batch: &'static str,
 }
+
+/// The [`Templates`] in `src/sql/<database>/`: `templates!("sqlite")`, or
+/// `templates!("mysql", create_index: None)` for a database whose table statement
+/// declares the index.
+macro_rules! templates {
+    ($db:literal) => {
+        $crate::common::templates!(
+            $db,
+            create_index: Some(include_str!(concat!("sql/", $db, "/create_index.sql")))
+        )
+    };
+    ($db:literal, create_index: $index:expr) => {
+        $crate::common::Templates {
+            create_table: include_str!(concat!("sql/", $db, "/create_table.sql")),
+            create_index: $index,
+            create: include_str!(concat!("sql/", $db, "/create.sql")),
+            lookup: include_str!(concat!("sql/", $db, "/lookup.sql")),
+            save: include_str!(concat!("sql/", $db, "/save.sql")),
+            exists: include_str!(concat!("sql/", $db, "/exists.sql")),
+            touch: include_str!(concat!("sql/", $db, "/touch.sql")),
+            end: include_str!(concat!("sql/", $db, "/end.sql")),
+            delete: include_str!(concat!("sql/", $db, "/delete.sql")),
+            delete_version: include_str!(concat!("sql/", $db, "/delete_version.sql")),
+            clear_batch: include_str!(concat!("sql/", $db, "/clear_batch.sql")),
+        }
+    };
+}
+pub(crate) use templates;
 
 /// The statements of one store, rendered once for its table. Cloning an `Arc<str>` per
 /// call is what lets sqlx find the prepared statement in its per-connection cache.

@@ -1,16 +1,16 @@
 //! `PostgresStore` against the server in `SESSION_TEST_POSTGRES_URL`: the conformance
-//! suite and the store-specific behaviours. Run with `-- --include-ignored`.
+//! suite, the shared store tests, and what only PostgreSQL has (schemas). Run with
+//! `-- --include-ignored`.
 
 mod common;
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-use session_core::conformance::Factory;
-use session_core::{Error, Store, async_trait};
+use session_core::{Store, async_trait};
 use session_db::{PostgresStore, SchemaName, TableName};
-use sqlx::{Column, Row};
+use sqlx::Row;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use time::OffsetDateTime;
 
 fn url() -> String {
@@ -19,209 +19,123 @@ fn url() -> String {
     })
 }
 
-async fn open(table: &str) -> PostgresStore {
-    let store = PostgresStore::builder()
-        .with_table_name(TableName::new(table).expect("a valid table name"))
-        .connect(&url())
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL: {e}"));
-    store.migrate().await.expect("migrate");
-    store
-}
+struct Postgres;
 
-async fn drop_table(store: &PostgresStore) {
-    let name = match store.schema() {
+/// `store`'s table, qualified with its schema if it has one.
+fn qualified(store: &PostgresStore) -> String {
+    match store.schema() {
         Some(schema) => format!("\"{schema}\".\"{}\"", store.table_name()),
         None => format!("\"{}\"", store.table_name()),
-    };
-    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}")))
-        .execute(store.pool())
-        .await
-        .expect("drop table");
+    }
 }
 
-struct PostgresFactory;
+sql_store!(PostgresStore);
 
 #[async_trait]
-impl Factory for PostgresFactory {
-    async fn open(&self, ns: &str) -> Arc<dyn Store> {
-        Arc::new(open(ns).await)
+impl Harness for Postgres {
+    type Store = PostgresStore;
+
+    fn url(&self, _table: &str) -> String {
+        url()
     }
 
-    async fn cleanup(&self, ns: &str) {
-        drop_table(&open(ns).await).await;
+    async fn drop_table(&self, store: &PostgresStore) {
+        let sql = format!("DROP TABLE IF EXISTS {}", qualified(store));
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(store.pool())
+            .await
+            .expect("drop table");
+    }
+
+    async fn scan(&self, store: &PostgresStore) -> Vec<Vec<Vec<u8>>> {
+        let sql = format!("SELECT * FROM {}", qualified(store));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(store.pool())
+            .await
+            .expect("scan");
+        cells(&rows, |row, i| {
+            row.try_get::<OffsetDateTime, _>(i)
+                .ok()
+                .map(|t| t.to_string())
+        })
+    }
+
+    async fn read_row(&self, store: &PostgresStore, id: &str) -> Option<RawRow> {
+        let sql = format!(
+            "SELECT payload, expires_at, version FROM {} WHERE id = $1",
+            qualified(store)
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(store.pool())
+            .await
+            .expect("read the row")?;
+        Some(RawRow {
+            payload: row.get(0),
+            expires_at: row.get(1),
+            version: row.get(2),
+        })
+    }
+
+    async fn set_payload(&self, store: &PostgresStore, id: &str, payload: &[u8]) {
+        let sql = format!("UPDATE {} SET payload = $1 WHERE id = $2", qualified(store));
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(payload)
+            .bind(id)
+            .execute(store.pool())
+            .await
+            .expect("set the payload");
+    }
+
+    async fn insert_expired(&self, store: &PostgresStore, rows: u32) {
+        let sql = format!(
+            "INSERT INTO {} (id, payload, expires_at, version) \
+             SELECT lpad(to_hex(i), 64, '0'), '\\x7b7d'::bytea, $1, 1 \
+             FROM generate_series(1, $2) AS i",
+            qualified(store)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(an_hour_ago())
+            .bind(i64::from(rows))
+            .execute(store.pool())
+            .await
+            .expect("bulk insert");
+    }
+}
+
+impl ServerHarness for Postgres {
+    const CLOSED_PORT_URL: &'static str = "postgres://postgres@127.0.0.1:1/test";
+
+    fn upstream(&self) -> String {
+        let options: PgConnectOptions = url().parse().expect("a valid URL");
+        format!("{}:{}", options.get_host(), options.get_port())
+    }
+
+    fn through(&self, port: u16, table: &str) -> PostgresStore {
+        let options: PgConnectOptions = url().parse().expect("a valid URL");
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy_with(options.host("127.0.0.1").port(port));
+        PostgresStore::builder()
+            .with_table_name(TableName::new(table).expect("a valid name"))
+            .build(pool)
     }
 }
 
 session_core::conformance_tests!(
     postgres,
-    PostgresFactory,
+    Conformance(Postgres),
     ignore = "needs SESSION_TEST_POSTGRES_URL"
 );
 
-async fn scan(store: &PostgresStore) -> Vec<Vec<u8>> {
-    let sql = format!("SELECT * FROM \"{}\"", store.table_name());
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .fetch_all(store.pool())
-        .await
-        .expect("scan");
-    let mut cells = Vec::new();
-    for row in &rows {
-        for column in row.columns() {
-            let i = column.ordinal();
-            let cell = if let Ok(s) = row.try_get::<String, _>(i) {
-                s.into_bytes()
-            } else if let Ok(b) = row.try_get::<Vec<u8>, _>(i) {
-                b
-            } else if let Ok(n) = row.try_get::<i64, _>(i) {
-                n.to_string().into_bytes()
-            } else if let Ok(t) = row.try_get::<OffsetDateTime, _>(i) {
-                t.to_string().into_bytes()
-            } else {
-                panic!("column {} could not be read", column.name());
-            };
-            cells.push(cell);
-        }
-    }
-    cells
-}
+store_tests!(Postgres, ignore = "needs SESSION_TEST_POSTGRES_URL");
 
-#[tokio::test]
-#[ignore = "needs SESSION_TEST_POSTGRES_URL"]
-async fn raw_key_appears_nowhere_in_the_table() {
-    let store = open(&fresh_table("t")).await;
-    let key = store.create(&record("first")).await.expect("create");
-    assert_key_absent(&scan(&store).await, &key);
-    let mut r = store.load(&key).await.expect("load").expect("stored");
-    Arc::make_mut(&mut r.data).insert("more".into(), "data".into());
-    store.save(&key, &r).await.expect("save");
-    assert_key_absent(&scan(&store).await, &key);
-    drop_table(&store).await;
-}
-
-/// The row under the hex storage id `id`, read directly.
-async fn read_row(store: &PostgresStore, id: String) -> Option<RawRow> {
-    let sql = format!(
-        "SELECT payload, expires_at, version FROM \"{}\" WHERE id = $1",
-        store.table_name()
-    );
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(id)
-        .fetch_optional(store.pool())
-        .await
-        .expect("read the row")?;
-    Some(RawRow {
-        payload: row.get(0),
-        expires_at: row.get(1),
-        version: row.get(2),
-    })
-}
-
-#[tokio::test]
-#[ignore = "needs SESSION_TEST_POSTGRES_URL"]
-async fn ended_marker_row_holds_no_data() {
-    let store = open(&fresh_table("e")).await;
-    check_ended_marker_holds_no_data(&store, |id| read_row(&store, id)).await;
-    assert_no_cell_contains(&scan(&store).await, ENDED_SECRET);
-    drop_table(&store).await;
-}
-
-#[tokio::test]
-#[ignore = "needs SESSION_TEST_POSTGRES_URL"]
-async fn garbage_payload_loads_as_none_and_is_removed() {
-    let store = open(&fresh_table("t")).await;
-    let good = store.create(&record("good")).await.expect("create");
-    for garbage in [&b"\xff\xfe not json"[..], b"{}", b"[1,2]", b""] {
-        let key = store.create(&record("soon garbage")).await.expect("create");
-        let sql = format!(
-            "UPDATE \"{}\" SET payload = $1 WHERE id = $2",
-            store.table_name()
-        );
-        sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(garbage)
-            .bind(key.storage_id().to_hex())
-            .execute(store.pool())
-            .await
-            .expect("corrupt the row");
-        assert!(store.load(&key).await.expect("load").is_none());
-        let sql = format!(
-            "SELECT COUNT(*) FROM \"{}\" WHERE id = $1",
-            store.table_name()
-        );
-        let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .bind(key.storage_id().to_hex())
-            .fetch_one(store.pool())
-            .await
-            .expect("count");
-        assert_eq!(left, 0, "the garbage row was not removed");
-    }
-    assert!(store.load(&good).await.expect("load").is_some());
-    drop_table(&store).await;
-}
-
-#[tokio::test]
-#[ignore = "needs SESSION_TEST_POSTGRES_URL"]
-async fn migrate_twice_and_concurrently() {
-    let a = open(&fresh_table("m")).await;
-    let key = a.create(&record("kept")).await.expect("create");
-    a.migrate().await.expect("second migrate");
-    assert!(
-        a.load(&key).await.expect("load").is_some(),
-        "migrate lost data"
-    );
-    drop_table(&a).await;
-
-    // Several rounds: an unguarded concurrent CREATE TABLE IF NOT EXISTS fails now and then.
-    for _ in 0..5 {
-        let table = TableName::new(&fresh_table("m")).expect("valid");
-        let mut stores = Vec::new();
-        for _ in 0..4 {
-            stores.push(
-                PostgresStore::builder()
-                    .with_table_name(table.clone())
-                    .connect(&url())
-                    .await
-                    .expect("connect"),
-            );
-        }
-        let tasks: Vec<_> = stores
-            .iter()
-            .map(|s| {
-                let s = s.clone();
-                tokio::spawn(async move { s.migrate().await })
-            })
-            .collect();
-        for t in tasks {
-            t.await.expect("task").expect("concurrent migrate");
-        }
-        let key = stores[0].create(&record("x")).await.expect("create");
-        assert!(stores[3].load(&key).await.expect("load").is_some());
-        drop_table(&stores[0]).await;
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs SESSION_TEST_POSTGRES_URL"]
-async fn saves_racing_a_delete_never_fail() {
-    let store = open(&fresh_table("d")).await;
-    check_saves_racing_a_delete_never_fail(Arc::new(store.clone())).await;
-    drop_table(&store).await;
-}
-
-#[tokio::test]
-#[ignore = "needs SESSION_TEST_POSTGRES_URL"]
-async fn two_tables_do_not_see_each_other() {
-    let a = open(&fresh_table("t")).await;
-    let b = open(&fresh_table("t")).await;
-    check_tables_are_isolated(Arc::new(a.clone()), Arc::new(b.clone())).await;
-    drop_table(&a).await;
-    drop_table(&b).await;
-}
+server_tests!(Postgres, ignore = "needs SESSION_TEST_POSTGRES_URL");
 
 #[tokio::test]
 #[ignore = "needs SESSION_TEST_POSTGRES_URL"]
 async fn a_configured_schema_holds_the_table() {
-    let plain = open(&fresh_table("t")).await;
+    let plain = Postgres.open(&fresh_table("t")).await;
     sqlx::query("CREATE SCHEMA IF NOT EXISTS session_db_tests")
         .execute(plain.pool())
         .await
@@ -243,112 +157,13 @@ async fn a_configured_schema_holds_the_table() {
     .await
     .expect("catalog");
     assert_eq!(schema, "session_db_tests");
-    drop_table(&store).await;
-    drop_table(&plain).await;
+    Postgres.drop_table(&store).await;
+    Postgres.drop_table(&plain).await;
 }
 
 #[test]
-fn invalid_table_and_schema_names_are_refused() {
+fn invalid_schema_names_are_refused() {
     for bad in INVALID_TABLE_NAMES {
-        assert!(TableName::new(bad).is_err(), "{bad:?} was accepted");
         assert!(SchemaName::new(bad).is_err(), "{bad:?} was accepted");
     }
-}
-
-#[tokio::test]
-#[ignore = "needs SESSION_TEST_POSTGRES_URL"]
-async fn clear_expired_removes_100k_expired_rows_in_batches() {
-    let store = open(&fresh_table("c")).await;
-    let live = create_live(&store, 5).await;
-    let sql = format!(
-        "INSERT INTO \"{}\" (id, payload, expires_at, version) \
-         SELECT lpad(to_hex(i), 64, '0'), '\\x7b7d'::bytea, $1, 1 \
-         FROM generate_series(1, 100000) AS i",
-        store.table_name()
-    );
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(an_hour_ago())
-        .execute(store.pool())
-        .await
-        .expect("bulk insert");
-    let stats = store.clear_expired_in_batches().await.expect("clear");
-    assert_eq!(stats.removed, 100_000);
-    assert_eq!(
-        stats.statements, 101,
-        "1000-row batches, then one that found none"
-    );
-    for key in &live {
-        assert!(
-            store.load(key).await.expect("load").is_some(),
-            "a live row went"
-        );
-    }
-    let sql = format!("SELECT COUNT(*) FROM \"{}\"", store.table_name());
-    let left: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .fetch_one(store.pool())
-        .await
-        .expect("count");
-    assert_eq!(left, 5);
-    drop_table(&store).await;
-}
-
-#[tokio::test]
-async fn closed_port_is_a_backend_error_within_the_acquire_timeout() {
-    let timeout = Duration::from_millis(500);
-    let store = PostgresStore::builder()
-        .with_acquire_timeout(timeout)
-        .connect_lazy("postgres://postgres@127.0.0.1:1/test")
-        .expect("a valid URL");
-    let started = Instant::now();
-    let got = store.load(&session_core::SessionKey::generate()).await;
-    assert!(matches!(got, Err(Error::Backend { .. })), "{got:?}");
-    assert!(
-        started.elapsed() < timeout * 10,
-        "took {:?}",
-        started.elapsed()
-    );
-    let got = PostgresStore::builder()
-        .with_acquire_timeout(timeout)
-        .connect("postgres://postgres@127.0.0.1:1/test")
-        .await;
-    assert!(matches!(got, Err(Error::Backend { .. })), "{got:?}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs SESSION_TEST_POSTGRES_URL"]
-async fn the_store_works_again_when_the_database_comes_back() {
-    let direct = open(&fresh_table("r")).await;
-    let options: sqlx::postgres::PgConnectOptions = url().parse().expect("a valid URL");
-    let upstream = format!("{}:{}", options.get_host(), options.get_port());
-    let proxy = Proxy::start(None, &upstream).await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(Duration::from_secs(1))
-        .connect_lazy_with(options.host("127.0.0.1").port(proxy.port()));
-    let store = PostgresStore::builder()
-        .with_table_name(direct.table_name().clone())
-        .build(pool);
-    let key = store
-        .create(&record("x"))
-        .await
-        .expect("create through the proxy");
-
-    let port = proxy.port();
-    proxy.stop();
-    let started = Instant::now();
-    let got = store.load(&key).await;
-    assert!(
-        matches!(got, Err(Error::Backend { .. })),
-        "database down: {got:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
-
-    let proxy = Proxy::start(Some(port), &upstream).await;
-    let got = store.load(&key).await;
-    assert!(matches!(got, Ok(Some(_))), "database back: {got:?}");
-    proxy.stop();
-    drop_table(&direct).await;
 }
