@@ -57,14 +57,25 @@ pub struct SessionManager {
 struct Inner {
     store: Arc<dyn Store>,
     config: SessionConfig,
+    /// Commits of one stored session in this process take turns (see `commit`).
+    commit_turns: Box<[tokio::sync::Mutex<()>]>,
 }
+
+/// How many commit locks a manager stripes sessions over.
+const COMMIT_STRIPES: usize = 512;
 
 impl SessionManager {
     /// A manager for `store` with `config`.
     #[must_use]
     pub fn new(store: Arc<dyn Store>, config: SessionConfig) -> Self {
         Self {
-            inner: Arc::new(Inner { store, config }),
+            inner: Arc::new(Inner {
+                store,
+                config,
+                commit_turns: (0..COMMIT_STRIPES)
+                    .map(|_| tokio::sync::Mutex::new(()))
+                    .collect(),
+            }),
         }
     }
 
@@ -178,6 +189,19 @@ impl SessionManager {
                 return Ok(Commit::remove(self.config()));
             }
             None => return Ok(Commit::keep(false)),
+        };
+        // Requests of one session in this process commit one at a time: a commit that
+        // meets a concurrent change then reloads and succeeds at the next attempt, instead
+        // of racing every other request of the session again (under many concurrent
+        // requests, bounded retries could otherwise run out). Requests in other processes
+        // are still resolved by compare-and-set and retries.
+        let stored = {
+            let st = session.lock();
+            st.key.clone().or_else(|| st.flushed.as_ref().map(|(k, _)| k.clone()))
+        };
+        let _turn = match &stored {
+            Some(key) => Some(self.commit_turn(key).lock().await),
+            None => None,
         };
         let mut attempt = 0;
         loop {
@@ -330,6 +354,16 @@ impl SessionManager {
         let key = self.store().create(&record).await?;
         record.version = 1;
         Ok(Done::Wrote { key, record })
+    }
+
+    /// The lock whose turn a commit of the session under `key` waits for.
+    fn commit_turn(&self, key: &SessionKey) -> &tokio::sync::Mutex<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key.as_str());
+        let turns = &self.inner.commit_turns;
+        // The modulo is below the stripe count, so the conversion cannot fail.
+        let index = usize::try_from(hash % COMMIT_STRIPES as u64).unwrap_or(0);
+        &turns[index]
     }
 
     /// Until when an ended key is remembered.
