@@ -14,6 +14,17 @@ use crate::SessionCache;
 /// How long a tombstone blocks cache fills unless configured otherwise.
 pub const DEFAULT_TOMBSTONE_TTL: Duration = Duration::from_secs(5);
 
+/// How long the cache may serve a copy without the database confirming it, unless
+/// configured otherwise (see [`CachedStore::with_max_staleness`]).
+///
+/// Five seconds: a session that the database ended (a logout through another process, a
+/// cache copy brought back by a Redis failover or restore) is served for at most that
+/// long, a window of the order of a client's retry and far below any session lifetime,
+/// while the database sees at most one read per active session every five seconds per
+/// cache, so a page and the requests it triggers are still served from the cache. One
+/// second would send most of those bursts to the database for little gain.
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(5);
+
 /// How many ids whose cache entry could not be dropped are remembered (see
 /// [`CachedStore`], "a cache error").
 const PENDING_LIMIT: usize = 100_000;
@@ -47,9 +58,9 @@ const PENDING_LIMIT: usize = 100_000;
 ///    every other "drop this entry") write a *tombstone* into the cache: for the tombstone
 ///    TTL (default [`DEFAULT_TOMBSTONE_TTL`]) the cache answers "absent" and refuses every
 ///    put, so a fill that read the record before the delete or end cannot bring it back.
-///    A fill or write whose database call took longer than half the TTL is not written to
-///    the cache at all (a write drops the entry instead), so no put can outlive the
-///    tombstone meant to stop it.
+///    A fill or write whose database call took longer than half the TTL (or than the
+///    staleness bound, point 4) is not written to the cache at all (a write drops the
+///    entry instead), so no put can outlive the tombstone meant to stop it.
 /// 3. **A cache error never fails a request or loses a write.** The database has already
 ///    answered: on a cache error the read is served from the database, and after a write
 ///    the cache entry is dropped (tombstoned), with a `tracing` warning. If even the drop
@@ -57,17 +68,27 @@ const PENDING_LIMIT: usize = 100_000;
 ///    it skips the cache and retries the drop until it succeeds, so this process never
 ///    serves a copy older than the last successful save. (Another process sharing a
 ///    Redis cache that was unreachable during the drop may, once Redis is back, serve the
-///    older copy until the tombstone retry of this process or the copy's own expiry; keep
-///    the cache's timeouts short and its availability high.)
+///    older copy until the tombstone retry of this process or the copy's staleness bound,
+///    point 4; keep the cache's timeouts short and its availability high.)
+/// 4. **A copy the database no longer backs is served for a bounded time.** Every cache
+///    entry is written with a staleness bound (default [`DEFAULT_MAX_STALENESS`], see
+///    [`with_max_staleness`](Self::with_max_staleness)): it is served for at most that long
+///    after the database call that produced it began, then it is gone from the cache and
+///    the next read asks the database again. So a session the database ended or deleted
+///    behind this store's back (through another process with its own `MokaStore`, or
+///    directly) and a copy a Redis cache got back after a failover or a snapshot restore
+///    (the bound is the key's TTL, which replicas and snapshots keep as an absolute
+///    instant) are served for at most the bound after the end.
 ///
 /// On `Conflict` or `NotFound` from the database the cache entry is dropped too: the
 /// client evidently held a copy the database no longer has. `end` drops it whatever the
 /// database answered (an error may hide an end that happened): the cache never serves a
-/// live copy of a session the database ended.
+/// live copy of a session ended through this store.
 ///
 /// Each process's in-process cache (a `MokaStore`) is its own: a session ended or deleted
-/// through one process stays in another process's cache until that copy expires. Share a
-/// `RedisStore` as the cache when several processes serve one database.
+/// through one process stays in another process's cache until that copy's staleness
+/// bound (or, without one, its expiry). Share a `RedisStore` as the cache when several
+/// processes serve one database.
 ///
 /// # Examples
 ///
@@ -89,6 +110,7 @@ pub struct CachedStore<C, D> {
     cache: C,
     db: D,
     tombstone_ttl: Duration,
+    max_staleness: Option<Duration>,
     pending: Arc<Pending>,
 }
 
@@ -100,14 +122,42 @@ struct Pending {
 }
 
 impl<C: SessionCache, D: Store> CachedStore<C, D> {
-    /// `cache` in front of `db`, with the default tombstone TTL.
+    /// `cache` in front of `db`, with the default tombstone TTL and staleness bound.
     pub fn new(cache: C, db: D) -> Self {
         Self {
             cache,
             db,
             tombstone_ttl: DEFAULT_TOMBSTONE_TTL,
+            max_staleness: Some(DEFAULT_MAX_STALENESS),
             pending: Arc::default(),
         }
+    }
+
+    /// How long the cache may serve a copy that the database has not confirmed since
+    /// (default [`DEFAULT_MAX_STALENESS`]; `None` turns the bound off).
+    ///
+    /// Every cache write (a fill after a miss, and the update after `create`, `save` and
+    /// `touch`) gives the entry a life of at most `max_staleness` counted from the start
+    /// of the database call behind it; after that the entry is gone and the next read is
+    /// a miss that asks the database's [`lookup`](Store::lookup) and fills the cache
+    /// again. A session the database ended is therefore served from the cache for at most
+    /// `max_staleness` after the end, whatever the cache went through.
+    ///
+    /// Revalidation is a reload: the [`Store`] trait has no cheaper version probe, and a
+    /// reload costs what a version check followed by refreshing the entry would (one
+    /// database read, one cache write). Fresh hits cost what they cost without the bound:
+    /// one cache read, no clock, no extra round trip; the bound is only the entry's TTL
+    /// (moka's per-entry expiry, Redis's `PX`). With `None` entries live until the
+    /// session's own expiry, as before; a zero bound caches nothing.
+    #[must_use]
+    pub fn with_max_staleness(mut self, max_staleness: impl Into<Option<Duration>>) -> Self {
+        self.max_staleness = max_staleness.into();
+        self
+    }
+
+    /// The configured staleness bound.
+    pub fn max_staleness(&self) -> Option<Duration> {
+        self.max_staleness
     }
 
     /// How long a tombstone blocks cache fills after a delete or a dropped entry (default
@@ -129,19 +179,30 @@ impl<C: SessionCache, D: Store> CachedStore<C, D> {
     }
 
     /// Whether a cache write that follows a database call started at `started` may still
-    /// land before any tombstone written after that call expires.
-    fn in_time(&self, started: Instant) -> bool {
-        started.elapsed() < self.tombstone_ttl / 2
+    /// land: before any tombstone written after that call expires, and with some of the
+    /// staleness bound left. Answers the entry's `serve_for` (what is left of the bound).
+    fn in_time(&self, started: Instant) -> Option<Option<Duration>> {
+        let elapsed = started.elapsed();
+        if elapsed >= self.tombstone_ttl / 2 {
+            return None;
+        }
+        match self.max_staleness {
+            None => Some(None),
+            Some(bound) => bound
+                .checked_sub(elapsed)
+                .filter(|left| !left.is_zero())
+                .map(Some),
+        }
     }
 
     /// Writes `record` (as the database now holds it) to the cache, or drops the entry
     /// when that is not possible.
     async fn after_write(&self, id: &StorageId, record: &Record, started: Instant) {
-        if !self.in_time(started) {
+        let Some(serve_for) = self.in_time(started) else {
             self.drop_entry(id).await;
             return;
-        }
-        if let Err(e) = self.cache.put_if_newer(id, record).await {
+        };
+        if let Err(e) = self.cache.put_if_newer(id, record, serve_for).await {
             tracing::warn!(session = %id.short(), error = %e, "session cache update failed; dropping the entry");
             self.drop_entry(id).await;
         }
@@ -192,6 +253,7 @@ impl<C: Clone, D: Clone> Clone for CachedStore<C, D> {
             cache: self.cache.clone(),
             db: self.db.clone(),
             tombstone_ttl: self.tombstone_ttl,
+            max_staleness: self.max_staleness,
             pending: self.pending.clone(),
         }
     }
@@ -203,6 +265,7 @@ impl<C: std::fmt::Debug, D: std::fmt::Debug> std::fmt::Debug for CachedStore<C, 
             .field("cache", &self.cache)
             .field("db", &self.db)
             .field("tombstone_ttl", &self.tombstone_ttl)
+            .field("max_staleness", &self.max_staleness)
             .finish_non_exhaustive()
     }
 }
@@ -250,10 +313,10 @@ impl<C: SessionCache, D: Store> Store for CachedStore<C, D> {
         let found = self.db.lookup(key).await?;
         if let Lookup::Live(r) = &found
             && fill
-            && self.in_time(started)
+            && let Some(serve_for) = self.in_time(started)
         {
             // A failed fill changes nothing the database does not agree with: log only.
-            if let Err(e) = self.cache.put_if_newer(&id, r).await {
+            if let Err(e) = self.cache.put_if_newer(&id, r, serve_for).await {
                 tracing::warn!(session = %id.short(), error = %e, "session cache fill failed");
             }
         }
@@ -291,10 +354,13 @@ impl<C: SessionCache, D: Store> Store for CachedStore<C, D> {
             Err(e) => return Err(e),
         };
         let id = key.storage_id();
-        let extended = if expires_at > OffsetDateTime::now_utc() && self.in_time(started) {
-            self.cache.extend(&id, expires_at).await
-        } else {
-            Ok(false)
+        // The database has just confirmed the session live: the entry may be served for a
+        // fresh staleness bound.
+        let extended = match self.in_time(started) {
+            Some(serve_for) if expires_at > OffsetDateTime::now_utc() => {
+                self.cache.extend(&id, expires_at, serve_for).await
+            }
+            _ => Ok(false),
         };
         match extended {
             Ok(true) => {}

@@ -9,8 +9,8 @@ mod moka_store;
 mod redis_store;
 
 pub use cache::SessionCache;
-pub use cached::{CachedStore, DEFAULT_TOMBSTONE_TTL};
+pub use cached::{CachedStore, DEFAULT_MAX_STALENESS, DEFAULT_TOMBSTONE_TTL};
 #[cfg(feature = "moka")]
 pub use moka_store::{DEFAULT_MOKA_CAPACITY_BYTES, MokaStore};
 #[cfg(feature = "redis")]
-pub use redis_store::{DEFAULT_REDIS_PREFIX, RedisStore, RedisStoreBuilder};
+pub use redis_store::{DEFAULT_REDIS_PREFIX, NotReplicated, RedisStore, RedisStoreBuilder};

@@ -60,6 +60,9 @@ const WRITE_STRIPES: usize = 256;
 ///   a cache tombstone; `lookup` reports it as [`Lookup::Ended`], every other operation as
 ///   absent, and `create` never draws a key that holds one.
 ///
+/// As a [`SessionCache`], an entry written with a staleness bound (`serve_for`) expires
+/// after that bound even when the record lives longer.
+///
 /// A clone is a second handle on the same cache; create one store per namespace.
 ///
 /// # Examples
@@ -198,6 +201,7 @@ impl MokaStore {
                 ..record.clone()
             },
             weight: u32::try_from(size).unwrap_or(u32::MAX),
+            serve_for: None,
         })
     }
 }
@@ -362,10 +366,22 @@ impl SessionCache for MokaStore {
         Ok(self.live(id.as_bytes()).await)
     }
 
-    async fn put_if_newer(&self, id: &StorageId, record: &Record) -> Result<bool> {
+    async fn put_if_newer(
+        &self,
+        id: &StorageId,
+        record: &Record,
+        serve_for: Option<Duration>,
+    ) -> Result<bool> {
         let id = *id.as_bytes();
-        // Too large to cache: the entry must still not keep an older version.
-        let slot = self.live_slot(record, record.version).ok();
+        // Too large to cache, or to be served for no time at all: the entry must still not
+        // keep an older version.
+        let slot = match serve_for {
+            Some(d) if d.is_zero() => None,
+            _ => self
+                .live_slot(record, record.version)
+                .ok()
+                .map(|slot| slot.served_for(serve_for)),
+        };
         let _writing = self.write_lock(&id).await;
         let now = OffsetDateTime::now_utc();
         match (self.cache.get(&id).await, slot) {
@@ -390,14 +406,19 @@ impl SessionCache for MokaStore {
         }
     }
 
-    async fn extend(&self, id: &StorageId, expires_at: OffsetDateTime) -> Result<bool> {
+    async fn extend(
+        &self,
+        id: &StorageId,
+        expires_at: OffsetDateTime,
+        serve_for: Option<Duration>,
+    ) -> Result<bool> {
         let id = *id.as_bytes();
         let _writing = self.write_lock(&id).await;
         let now = OffsetDateTime::now_utc();
         let moved = self.cache.get(&id).await.and_then(|slot| match &slot {
-            Slot::Live { record, .. } if record.expires_at <= expires_at => {
-                slot.moved_to(expires_at, now)
-            }
+            Slot::Live { record, .. } if record.expires_at <= expires_at => slot
+                .moved_to(expires_at, now)
+                .map(|moved| moved.served_for(serve_for)),
             _ => None,
         });
         let Some(moved) = moved else {
@@ -420,8 +441,14 @@ impl SessionCache for MokaStore {
 /// What the cache holds under one id.
 #[derive(Clone)]
 enum Slot {
-    /// A record, with its weight computed once when it was stored.
-    Live { record: Record, weight: u32 },
+    /// A record, with its weight computed once when it was stored, and, for a cache entry
+    /// under a staleness bound, how long from its write it may be served (moka's
+    /// per-entry expiry enforces it: the entry is gone after that, as if expired).
+    Live {
+        record: Record,
+        weight: u32,
+        serve_for: Option<Duration>,
+    },
     /// A cache tombstone (a deleted or dropped session): blocks cache fills until `until`.
     Tombstone { until: OffsetDateTime },
     /// An ended session ([`Store::end`]), remembered until `until`: no data, and nothing
@@ -432,8 +459,12 @@ enum Slot {
 impl Slot {
     /// This live slot with its expiry moved to `expires_at`.
     fn moved_to(&self, expires_at: OffsetDateTime, now: OffsetDateTime) -> Option<Self> {
-        let (record, weight) = match self {
-            Self::Live { record, weight } if !record.is_expired_at(now) => (record, *weight),
+        let (record, weight, serve_for) = match self {
+            Self::Live {
+                record,
+                weight,
+                serve_for,
+            } if !record.is_expired_at(now) => (record, *weight, *serve_for),
             _ => return None,
         };
         Some(Self::Live {
@@ -442,7 +473,20 @@ impl Slot {
                 ..record.clone()
             },
             weight,
+            serve_for,
         })
+    }
+
+    /// This slot, served for at most `bound` from its next write when that is given.
+    fn served_for(self, bound: Option<Duration>) -> Self {
+        match self {
+            Self::Live { record, weight, .. } => Self::Live {
+                record,
+                weight,
+                serve_for: bound,
+            },
+            other => other,
+        }
     }
 
     fn weight(&self) -> u32 {
@@ -459,11 +503,20 @@ impl Slot {
         }
     }
 
+    /// How long moka keeps the entry from now (a write): until its deadline, and for a
+    /// cache entry under a staleness bound no longer than that bound.
     fn remaining(&self) -> Duration {
         let left = self.deadline() - OffsetDateTime::now_utc();
-        Duration::try_from(left)
+        let left = Duration::try_from(left)
             .unwrap_or(Duration::ZERO)
-            .min(LONGEST_KEEP)
+            .min(LONGEST_KEEP);
+        match self {
+            Self::Live {
+                serve_for: Some(bound),
+                ..
+            } => left.min(*bound),
+            _ => left,
+        }
     }
 }
 

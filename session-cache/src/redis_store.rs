@@ -121,8 +121,15 @@ return 0",
 /// - Every operation is bounded by the configured timeouts: while Redis is unreachable
 ///   operations fail with [`Error::Backend`] or [`Error::Timeout`], never hang, and the
 ///   store reconnects by itself when Redis is back.
+/// - **Replicas.** Redis replicates asynchronously, so by default a logout acknowledged by
+///   the primary can be lost by a failover. With
+///   [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas), `end` and `delete`
+///   also send `WAIT` (in one pipeline with the write, on a connection of their own) and
+///   fail with a [`NotReplicated`] backend error when too few replicas acknowledged.
 ///
-/// It is also a [`SessionCache`] for [`CachedStore`](crate::CachedStore).
+/// It is also a [`SessionCache`] for [`CachedStore`](crate::CachedStore); as a cache, an
+/// entry's TTL is its staleness bound when one is given (the header keeps the session's
+/// real expiry).
 ///
 /// # Examples
 ///
@@ -154,7 +161,69 @@ struct Inner {
     /// Upper bound of one operation: a reconnect plus a command.
     deadline: Duration,
     response_timeout: Duration,
+    /// With [`RedisStoreBuilder::wait_for_replicas`]: where and how session-ending writes
+    /// wait for replicas. `None` (the default) costs one branch per `end` and `delete`.
+    durable: Option<Durable>,
 }
+
+/// Session-ending writes made durable on replicas: each goes out on `conn`, a connection
+/// of its own, as a pipeline of the write and `WAIT replicas timeout_ms`.
+struct Durable {
+    /// Kept apart from the main connection: a `WAIT` blocks its connection on the server
+    /// until the replicas answer, and loads and saves must not queue behind it.
+    conn: Conn,
+    replicas: u32,
+    /// The `WAIT` timeout as configured (at least 1 ms: Redis reads 0 as "forever").
+    timeout: Duration,
+    timeout_ms: u64,
+    /// Upper bound of one waiting write: a reconnect, the command and the `WAIT`.
+    deadline: Duration,
+}
+
+impl Durable {
+    /// `Ok` when at least the configured number of replicas acknowledged the write.
+    fn confirm(&self, id: &StorageId, acknowledged: u32) -> Result<()> {
+        if acknowledged >= self.replicas {
+            return Ok(());
+        }
+        let e = NotReplicated {
+            acknowledged,
+            wanted: self.replicas,
+            timeout: self.timeout,
+        };
+        tracing::warn!(session = %id.short(), error = %e, "a session-ending write was not confirmed by enough replicas");
+        Err(Error::backend(STORE, e))
+    }
+}
+
+/// Why a session-ending write failed under [`RedisStoreBuilder::wait_for_replicas`]: the
+/// primary applied it, but fewer replicas than configured acknowledged it within the
+/// timeout, so a failover to a replica that missed it could bring the session back. It is
+/// the [`source`](std::error::Error::source) of the [`Error::Backend`] the operation fails
+/// with (find it with `downcast_ref`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct NotReplicated {
+    /// How many replicas acknowledged the write.
+    pub acknowledged: u32,
+    /// How many the store was configured to wait for.
+    pub wanted: u32,
+    /// How long `WAIT` waited.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Display for NotReplicated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the primary ended the session but only {} of {} replicas acknowledged it within {:?}; \
+             a failover could bring it back",
+            self.acknowledged, self.wanted, self.timeout
+        )
+    }
+}
+
+impl std::error::Error for NotReplicated {}
 
 #[derive(Clone)]
 enum Conn {
@@ -171,6 +240,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     connect_timeout: Duration,
     response_timeout: Duration,
+    wait: Option<(u32, Duration)>,
 }
 
 impl Default for RedisStoreBuilder {
@@ -179,6 +249,7 @@ impl Default for RedisStoreBuilder {
             prefix: DEFAULT_REDIS_PREFIX.to_owned(),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
+            wait: None,
         }
     }
 }
@@ -200,6 +271,41 @@ impl RedisStoreBuilder {
     /// How long Redis may take to answer one command (default 1 s).
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// Makes the writes that end a session durable on replicas: after every
+    /// [`end`](Store::end) (logout, and the old key of a rotation) and every
+    /// [`delete`](Store::delete) that changed something, the store sends
+    /// `WAIT replicas timeout` and fails with [`Error::Backend`] (its source a
+    /// [`NotReplicated`]) when fewer than `replicas` replicas acknowledged the write in
+    /// time. The session is then never reported as ended while a failover could bring it
+    /// back: the manager answers a server error instead of removing the cookie. Off by
+    /// default (one Redis without replicas); `replicas = 0` turns it off.
+    ///
+    /// Redis replicates asynchronously: without this, a primary that fails over before its
+    /// replica received the write revives the ended session, and its old cookie works
+    /// again. With it, a failover to any replica that acknowledged keeps the session ended
+    /// (Sentinel and Cluster prefer the most up-to-date replica when they promote one). It does not protect
+    /// against restoring an RDB/AOF snapshot taken before the write.
+    ///
+    /// **Cost.** Each `end` and `delete` waits for the acknowledgements: about one round
+    /// trip between the primary and its replicas on a healthy link, in the same request
+    /// (the write and the `WAIT` go out as one pipeline). They go out on a connection of
+    /// their own (one more per process, per node on a Cluster), because a `WAIT` holds its
+    /// connection on the server until it returns: loads and saves never queue behind it,
+    /// ending writes queue behind each other. `WAIT` counts every earlier write of that
+    /// connection, so a write may wait for the acknowledgement of another session's end
+    /// too: conservative, never wrong. While replicas are down or lagging every logout
+    /// takes `timeout` and then fails, and under many concurrent logouts the later ones
+    /// fail with [`Error::Timeout`]; nothing is then reported as ended. Set it only where
+    /// the primary has at least `replicas` replicas.
+    ///
+    /// **Bound.** A waiting operation takes at most connect timeout + response timeout +
+    /// `timeout` (a `timeout` of zero is taken as 1 ms: Redis reads 0 as "wait forever").
+    /// Other operations keep their own bound.
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait = (replicas > 0).then_some((replicas, timeout.max(Duration::from_millis(1))));
         self
     }
 
@@ -225,17 +331,25 @@ impl RedisStoreBuilder {
     /// [`Error::Backend`] for an invalid URL.
     pub fn connect_lazy(self, url: &str) -> Result<RedisStore> {
         let client = redis::Client::open(url).map_err(|e| Error::backend(STORE, e))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.connect_timeout))
-            .set_response_timeout(Some(self.response_timeout))
-            // Few, quick retries: the operation's own deadline bounds the wait, and the
-            // next operation after a failed reconnect starts a fresh one.
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(20))
-            .set_max_delay(Duration::from_millis(200));
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| Error::backend(STORE, e))?;
-        Ok(self.build(Conn::Standalone(manager)))
+        let manager = |response_timeout: Duration| {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.connect_timeout))
+                .set_response_timeout(Some(response_timeout))
+                // Few, quick retries: the operation's own deadline bounds the wait, and
+                // the next operation after a failed reconnect starts a fresh one.
+                .set_number_of_retries(1)
+                .set_min_delay(Duration::from_millis(20))
+                .set_max_delay(Duration::from_millis(200));
+            ConnectionManager::new_lazy_with_config(client.clone(), config)
+                .map(Conn::Standalone)
+                .map_err(|e| Error::backend(STORE, e))
+        };
+        let conn = manager(self.response_timeout)?;
+        let durable = match self.wait {
+            Some((_, timeout)) => Some(manager(self.response_timeout.saturating_add(timeout))?),
+            None => None,
+        };
+        Ok(self.build(conn, durable))
     }
 
     /// Connects to a Redis Cluster through any of its nodes (`redis://host:port` each).
@@ -254,35 +368,70 @@ impl RedisStoreBuilder {
         if urls.is_empty() {
             return Err(Error::backend(STORE, "no Redis Cluster node given"));
         }
-        let client = redis::cluster::ClusterClientBuilder::new(urls)
+        let conn = self
+            .cluster_connection(&urls, self.response_timeout)
+            .await?;
+        let durable = match self.wait {
+            Some((_, timeout)) => Some(
+                self.cluster_connection(&urls, self.response_timeout.saturating_add(timeout))
+                    .await?,
+            ),
+            None => None,
+        };
+        Ok(self.build(conn, durable))
+    }
+
+    /// A cluster connection (one multiplexed connection per node) whose commands may take
+    /// `response_timeout`.
+    #[cfg(feature = "cluster")]
+    async fn cluster_connection(
+        &self,
+        urls: &[String],
+        response_timeout: Duration,
+    ) -> Result<Conn> {
+        let client = redis::cluster::ClusterClientBuilder::new(urls.iter().map(String::as_str))
             .connection_timeout(self.connect_timeout)
-            .response_timeout(self.response_timeout)
+            .response_timeout(response_timeout)
             .retries(2)
             .min_retry_wait(20)
             .max_retry_wait(200)
             .build()
             .map_err(|e| Error::backend(STORE, e))?;
-        let deadline = self.connect_timeout * 2 + self.response_timeout;
-        let conn = match tokio::time::timeout(deadline, client.get_async_connection()).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(Error::backend(STORE, e)),
-            Err(_) => {
-                return Err(Error::Timeout {
-                    store: STORE,
-                    after: deadline,
-                });
-            }
-        };
-        Ok(self.build(Conn::Cluster(conn)))
+        let deadline = self
+            .connect_timeout
+            .saturating_mul(2)
+            .saturating_add(self.response_timeout);
+        match tokio::time::timeout(deadline, client.get_async_connection()).await {
+            Ok(Ok(conn)) => Ok(Conn::Cluster(conn)),
+            Ok(Err(e)) => Err(Error::backend(STORE, e)),
+            Err(_) => Err(Error::Timeout {
+                store: STORE,
+                after: deadline,
+            }),
+        }
     }
 
-    fn build(self, conn: Conn) -> RedisStore {
+    fn build(self, conn: Conn, durable: Option<Conn>) -> RedisStore {
+        let deadline = self.connect_timeout.saturating_add(self.response_timeout);
+        let durable = durable
+            .zip(self.wait)
+            .map(|(conn, (replicas, timeout))| Durable {
+                conn,
+                replicas,
+                timeout,
+                timeout_ms: u64::try_from(timeout.as_millis())
+                    .unwrap_or(u64::MAX)
+                    // Redis keeps the timeout in a signed 64-bit integer.
+                    .min(u64::try_from(i64::MAX).unwrap_or(u64::MAX)),
+                deadline: deadline.saturating_add(timeout),
+            });
         RedisStore {
             inner: Arc::new(Inner {
                 conn,
                 prefix: self.prefix.into_bytes().into_boxed_slice(),
-                deadline: self.connect_timeout + self.response_timeout,
+                deadline,
                 response_timeout: self.response_timeout,
+                durable,
             }),
         }
     }
@@ -368,16 +517,16 @@ impl RedisStore {
     /// Runs `cmd` with the operation deadline.
     async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
         let conn = self.inner.conn.clone();
-        self.bounded(conn.query(cmd)).await
+        self.bounded(self.inner.deadline, conn.query(cmd)).await
     }
 
     /// Runs a prepared `EVALSHA`; when Redis does not know the script yet (`NOSCRIPT`: a
     /// restart, a new cluster node), loads it and sends the same command again.
     async fn eval<T: FromRedisValue>(&self, script: &Script, cmd: &Cmd) -> Result<T> {
         let conn = self.inner.conn.clone();
-        self.bounded(async move {
+        self.bounded(self.inner.deadline, async move {
             match conn.query(cmd).await {
-                Err(e) if e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript) => {}
+                Err(e) if is_noscript(&e) => {}
                 other => return other,
             }
             conn.load(script).await?;
@@ -386,20 +535,56 @@ impl RedisStore {
         .await
     }
 
+    /// Runs `cmd` (an `EVALSHA` of `script`, or a plain command) followed by `WAIT` on the
+    /// connection kept for session-ending writes, as one pipeline: one round trip, and the
+    /// `WAIT` is sure to follow the write on the same connection (after a reconnect in
+    /// between, a `WAIT` would count the writes of the fresh connection: none). Answers
+    /// the command's reply and how many replicas acknowledged.
+    async fn waiting<T: FromRedisValue>(
+        &self,
+        durable: &Durable,
+        script: Option<&Script>,
+        cmd: Cmd,
+    ) -> Result<(T, u32)> {
+        let mut pipe = redis::Pipeline::with_capacity(2);
+        pipe.add_command(cmd)
+            .cmd("WAIT")
+            .arg(durable.replicas)
+            .arg(durable.timeout_ms);
+        let conn = durable.conn.clone();
+        self.bounded(durable.deadline, async move {
+            match conn.pipeline(&pipe).await {
+                Err(e) if script.is_some() && is_noscript(&e) => {}
+                other => return other,
+            }
+            if let Some(script) = script {
+                conn.load(script).await?;
+            }
+            conn.pipeline(&pipe).await
+        })
+        .await
+    }
+
+    /// Runs `fut` for at most `deadline`; a response timeout of the connection is
+    /// reported as such (the waiting connection's includes the `WAIT` timeout).
     async fn bounded<T>(
         &self,
+        deadline: Duration,
         fut: impl Future<Output = redis::RedisResult<T>> + Send,
     ) -> Result<T> {
-        match tokio::time::timeout(self.inner.deadline, fut).await {
+        match tokio::time::timeout(deadline, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) if e.is_timeout() => Err(Error::Timeout {
                 store: STORE,
-                after: self.inner.response_timeout,
+                after: self
+                    .inner
+                    .response_timeout
+                    .saturating_add(deadline.saturating_sub(self.inner.deadline)),
             }),
             Ok(Err(e)) => Err(Error::backend(STORE, e)),
             Err(_) => Err(Error::Timeout {
                 store: STORE,
-                after: self.inner.deadline,
+                after: deadline,
             }),
         }
     }
@@ -428,17 +613,17 @@ impl RedisStore {
         }
     }
 
-    /// Runs the compare-and-replace script: `value` replaces the record under `id` if its
-    /// stored version is `version`, for `ttl` (`None`: the value has already expired, so
-    /// the record is deleted instead).
-    async fn replace(
+    /// The compare-and-replace script's command: `value` replaces the record under `id`
+    /// if its stored version is `version`, for `ttl` (`None`: the value has already
+    /// expired, so the record is deleted instead).
+    fn replace_cmd(
         &self,
         id: &StorageId,
         version: u64,
         value: &[u8],
         ttl: Option<u64>,
         now: OffsetDateTime,
-    ) -> Result<()> {
+    ) -> Cmd {
         let mut px = itoa_buf();
         let px = fmt_u64(&mut px, ttl.unwrap_or(0));
         let mut now_ms = itoa_buf();
@@ -448,26 +633,40 @@ impl RedisStore {
             .arg(value)
             .arg(px)
             .arg(now_ms);
-        match self.eval::<i64>(&REPLACE, &cmd).await? {
-            1 => Ok(()),
-            2 => Err(Error::Conflict),
-            _ => Err(Error::NotFound),
-        }
+        cmd
     }
 
-    /// Runs the expiry-moving script; `forward_only` refuses earlier instants.
+    /// Runs the compare-and-replace script (see [`replace_cmd`](Self::replace_cmd)).
+    async fn replace(
+        &self,
+        id: &StorageId,
+        version: u64,
+        value: &[u8],
+        ttl: Option<u64>,
+        now: OffsetDateTime,
+    ) -> Result<()> {
+        let cmd = self.replace_cmd(id, version, value, ttl, now);
+        replaced(self.eval::<i64>(&REPLACE, &cmd).await?)
+    }
+
+    /// Runs the expiry-moving script; `forward_only` refuses earlier instants, and
+    /// `serve_for` caps the key's TTL (the cache's staleness bound).
     async fn move_expiry(
         &self,
         id: &StorageId,
         expires_at: OffsetDateTime,
         forward_only: bool,
+        serve_for: Option<Duration>,
     ) -> Result<bool> {
         let now = OffsetDateTime::now_utc();
         let millis = unix_millis(expires_at);
         let mut decimal = itoa_buf();
         let decimal = fmt_i64(&mut decimal, millis);
         let mut px = itoa_buf();
-        let px = fmt_u64(&mut px, ttl_millis(expires_at, now).unwrap_or(0));
+        let px = fmt_u64(
+            &mut px,
+            bounded_ttl(ttl_millis(expires_at, now), serve_for).unwrap_or(0),
+        );
         let mut now_ms = itoa_buf();
         let now_ms = fmt_i64(&mut now_ms, unix_millis(now));
         let mut cmd = self.evalsha(
@@ -494,6 +693,16 @@ impl Conn {
         }
     }
 
+    /// Sends `pipe` on one connection (on a Cluster, to the node of its first keyed
+    /// command).
+    async fn pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> redis::RedisResult<T> {
+        match self {
+            Self::Standalone(c) => pipe.query_async(&mut c.clone()).await,
+            #[cfg(feature = "cluster")]
+            Self::Cluster(c) => pipe.query_async(&mut c.clone()).await,
+        }
+    }
+
     async fn load(&self, script: &Script) -> redis::RedisResult<String> {
         match self {
             Self::Standalone(c) => script.load_async(&mut c.clone()).await,
@@ -511,10 +720,12 @@ impl std::fmt::Debug for RedisStore {
             #[cfg(feature = "cluster")]
             Conn::Cluster(_) => "cluster",
         };
+        let waits_for = self.inner.durable.as_ref().map(|d| (d.replicas, d.timeout));
         f.debug_struct("RedisStore")
             .field("mode", &mode)
             .field("prefix", &String::from_utf8_lossy(&self.inner.prefix))
             .field("deadline", &self.inner.deadline)
+            .field("wait_for_replicas", &waits_for)
             .finish()
     }
 }
@@ -568,7 +779,7 @@ impl Store for RedisStore {
     async fn touch(&self, key: &SessionKey, expires_at: OffsetDateTime) -> Result<SessionKey> {
         key.require_generated_shape()?;
         if self
-            .move_expiry(&key.storage_id(), expires_at, false)
+            .move_expiry(&key.storage_id(), expires_at, false, None)
             .await?
         {
             Ok(key.clone())
@@ -587,14 +798,32 @@ impl Store for RedisStore {
         let marker = Record::encode_ended_marker(remember_until);
         let now = OffsetDateTime::now_utc();
         let ttl = ttl_millis(remember_until, now);
-        self.replace(&key.storage_id(), version, &marker, ttl, now)
-            .await
+        let id = key.storage_id();
+        let Some(durable) = &self.inner.durable else {
+            return self.replace(&id, version, &marker, ttl, now).await;
+        };
+        let cmd = self.replace_cmd(&id, version, &marker, ttl, now);
+        let (code, acknowledged) = self.waiting::<i64>(durable, Some(&REPLACE), cmd).await?;
+        // Only a write that happened needs its replicas: a verdict changed nothing.
+        if code == 1 {
+            durable.confirm(&id, acknowledged)?;
+        }
+        replaced(code)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<()> {
         if key.is_generated_shape() {
-            let cmd = self.keyed("DEL", &key.storage_id(), 0, 0);
-            self.query::<()>(&cmd).await?;
+            let id = key.storage_id();
+            let cmd = self.keyed("DEL", &id, 0, 0);
+            match &self.inner.durable {
+                None => self.query::<()>(&cmd).await?,
+                Some(durable) => {
+                    let (removed, acknowledged) = self.waiting::<u64>(durable, None, cmd).await?;
+                    if removed > 0 {
+                        durable.confirm(&id, acknowledged)?;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -615,7 +844,12 @@ impl SessionCache for RedisStore {
         self.lookup_id(id).await.map(Lookup::into_live)
     }
 
-    async fn put_if_newer(&self, id: &StorageId, record: &Record) -> Result<bool> {
+    async fn put_if_newer(
+        &self,
+        id: &StorageId,
+        record: &Record,
+        serve_for: Option<Duration>,
+    ) -> Result<bool> {
         let value = framed(record, record.version)?;
         let millis = record.expires_at_millis();
         let mut version = itoa_buf();
@@ -625,7 +859,11 @@ impl SessionCache for RedisStore {
         let mut px = itoa_buf();
         let px = fmt_u64(
             &mut px,
-            ttl_millis(record.expires_at, OffsetDateTime::now_utc()).unwrap_or(0),
+            bounded_ttl(
+                ttl_millis(record.expires_at, OffsetDateTime::now_utc()),
+                serve_for,
+            )
+            .unwrap_or(0),
         );
         let mut cmd = self.evalsha(
             &PUT_IF_NEWER,
@@ -637,8 +875,13 @@ impl SessionCache for RedisStore {
         Ok(self.eval::<i64>(&PUT_IF_NEWER, &cmd).await? == 1)
     }
 
-    async fn extend(&self, id: &StorageId, expires_at: OffsetDateTime) -> Result<bool> {
-        self.move_expiry(id, expires_at, true).await
+    async fn extend(
+        &self,
+        id: &StorageId,
+        expires_at: OffsetDateTime,
+        serve_for: Option<Duration>,
+    ) -> Result<bool> {
+        self.move_expiry(id, expires_at, true, serve_for).await
     }
 
     async fn tombstone(&self, id: &StorageId, ttl: Duration) -> Result<()> {
@@ -651,6 +894,21 @@ impl SessionCache for RedisStore {
         cmd.arg(TOMBSTONE).arg("PX").arg(px);
         self.query::<()>(&cmd).await
     }
+}
+
+/// The verdict of the compare-and-replace script: 1 replaced, 2 another version, else
+/// nothing live to replace.
+fn replaced(code: i64) -> Result<()> {
+    match code {
+        1 => Ok(()),
+        2 => Err(Error::Conflict),
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// Whether Redis answered `NOSCRIPT` (also as the first error of a pipeline).
+fn is_noscript(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript)
 }
 
 /// The framed form of `record` with `version`, encoded in a per-thread scratch buffer and
@@ -694,6 +952,16 @@ fn ttl_millis(until: OffsetDateTime, now: OffsetDateTime) -> Option<u64> {
     let nanos = (until - now).whole_nanoseconds();
     let millis = (nanos + 999_999) / 1_000_000;
     Some(u64::try_from(millis).unwrap_or(u64::MAX).max(1))
+}
+
+/// `ttl` (see [`ttl_millis`]) capped at `bound`, in whole milliseconds rounded down so
+/// that the bound is never exceeded; `None` when nothing is left to keep.
+fn bounded_ttl(ttl: Option<u64>, bound: Option<Duration>) -> Option<u64> {
+    let Some(bound) = bound else {
+        return ttl;
+    };
+    let bound = u64::try_from(bound.as_millis()).unwrap_or(u64::MAX);
+    ttl.map(|t| t.min(bound)).filter(|t| *t > 0)
 }
 
 fn itoa_buf() -> [u8; 20] {

@@ -19,6 +19,11 @@ use session_core::{
 use session_db::{SqliteStore, TableName};
 use time::OffsetDateTime;
 
+#[path = "common/browse.rs"]
+mod browse;
+
+use browse::{login, logout, manager, user};
+
 /// A named in-memory SQLite database per namespace: two handles on one namespace share it,
 /// and tests never contend for one database's schema lock (shared-cache table locks are
 /// not covered by the busy timeout). It lives as long as a handle on it is open.
@@ -268,10 +273,10 @@ impl SessionCache for DownCache {
     async fn get(&self, _: &StorageId) -> Result<Option<Record>> {
         Err(down())
     }
-    async fn put_if_newer(&self, _: &StorageId, _: &Record) -> Result<bool> {
+    async fn put_if_newer(&self, _: &StorageId, _: &Record, _: Option<Duration>) -> Result<bool> {
         Err(down())
     }
-    async fn extend(&self, _: &StorageId, _: OffsetDateTime) -> Result<bool> {
+    async fn extend(&self, _: &StorageId, _: OffsetDateTime, _: Option<Duration>) -> Result<bool> {
         Err(down())
     }
     async fn tombstone(&self, _: &StorageId, _: Duration) -> Result<()> {
@@ -327,13 +332,18 @@ impl SessionCache for FlakyCache {
         self.check()?;
         self.inner.get(id).await
     }
-    async fn put_if_newer(&self, id: &StorageId, r: &Record) -> Result<bool> {
+    async fn put_if_newer(&self, id: &StorageId, r: &Record, d: Option<Duration>) -> Result<bool> {
         self.check()?;
-        self.inner.put_if_newer(id, r).await
+        self.inner.put_if_newer(id, r, d).await
     }
-    async fn extend(&self, id: &StorageId, at: OffsetDateTime) -> Result<bool> {
+    async fn extend(
+        &self,
+        id: &StorageId,
+        at: OffsetDateTime,
+        d: Option<Duration>,
+    ) -> Result<bool> {
         self.check()?;
-        self.inner.extend(id, at).await
+        self.inner.extend(id, at, d).await
     }
     async fn tombstone(&self, id: &StorageId, ttl: Duration) -> Result<()> {
         self.check()?;
@@ -420,7 +430,7 @@ async fn end_passes_the_database_s_verdict_through_and_drops_the_entry() {
     store.cache().invalidate_all();
     store
         .cache()
-        .put_if_newer(&key.storage_id(), &old)
+        .put_if_newer(&key.storage_id(), &old, None)
         .await
         .unwrap();
     assert!(matches!(
@@ -539,5 +549,130 @@ async fn an_end_that_failed_after_ending_still_drops_the_cached_copy() {
     assert!(
         store.load(&key).await.unwrap().is_none(),
         "served an ended session"
+    );
+}
+
+/// The issue this bound exists for: the database ends a session behind the cache's back
+/// (here written to the database directly; in production a logout through another process
+/// with its own cache, or a cache copy revived by a Redis failover). Requests through the
+/// manager keep getting the cached session until the staleness bound has passed since the
+/// cache was filled, then never again.
+#[tokio::test]
+async fn a_session_ended_behind_the_cache_is_served_until_max_staleness_then_not() {
+    let bound = Duration::from_millis(1500);
+    let store = CachedStore::new(MokaStore::new(), MemoryStore::new()).with_max_staleness(bound);
+    assert_eq!(store.max_staleness(), Some(bound));
+    let m = manager(store.clone());
+    let filled = std::time::Instant::now();
+    let cookie = login(&m, "ada").await; // database, then cache
+    let key = SessionKey::parse(&cookie).unwrap();
+    store.db().end(&key, 1, remember()).await.unwrap();
+    assert_eq!(
+        user(&m, &cookie).await.as_deref(),
+        Some("ada"),
+        "the cache is expected to serve its copy within the bound"
+    );
+    assert!(
+        filled.elapsed() < bound,
+        "too slow to observe the cached copy"
+    );
+    tokio::time::sleep(bound.saturating_sub(filled.elapsed()) + Duration::from_millis(100)).await;
+    assert_eq!(
+        user(&m, &cookie).await,
+        None,
+        "served an ended session past max_staleness"
+    );
+    assert!(matches!(store.lookup(&key).await.unwrap(), Lookup::Ended));
+    assert!(
+        store
+            .cache()
+            .get(&key.storage_id())
+            .await
+            .unwrap()
+            .is_none(),
+        "the ended session was cached again"
+    );
+}
+
+/// Two processes, each with its own in-process cache, over one database: a logout through
+/// one is seen by the other within the staleness bound. A live session's cache copy is
+/// refreshed after the bound (one database read) and keeps being served.
+#[tokio::test]
+async fn a_logout_through_another_process_reaches_this_cache_within_max_staleness() {
+    let bound = Duration::from_millis(1500);
+    let db = MemoryStore::new();
+    let a = manager(CachedStore::new(MokaStore::new(), db.clone()).with_max_staleness(bound));
+    let b_store = CachedStore::new(MokaStore::new(), db.clone()).with_max_staleness(bound);
+    let b = manager(b_store.clone());
+    let cookie = login(&a, "ada").await;
+    let other = login(&a, "bob").await;
+    let filled = std::time::Instant::now();
+    assert_eq!(user(&b, &cookie).await.as_deref(), Some("ada")); // now in b's cache too
+    assert_eq!(user(&b, &other).await.as_deref(), Some("bob"));
+    let commit = logout(&a, &cookie).await.unwrap();
+    assert!(matches!(
+        commit.cookie,
+        session_core::CookieAction::Remove(_)
+    ));
+    assert_eq!(
+        user(&a, &cookie).await,
+        None,
+        "the logging-out process serves it"
+    );
+    tokio::time::sleep(bound.saturating_sub(filled.elapsed()) + Duration::from_millis(100)).await;
+    assert_eq!(
+        user(&b, &cookie).await,
+        None,
+        "the other process served a logged-out session past max_staleness"
+    );
+    assert_eq!(user(&b, &other).await.as_deref(), Some("bob"));
+    let key = SessionKey::parse(&other).unwrap();
+    assert!(
+        b_store
+            .cache()
+            .get(&key.storage_id())
+            .await
+            .unwrap()
+            .is_some(),
+        "a live session was not cached again after its revalidation"
+    );
+}
+
+/// Without a bound a cached copy is served until the session's own expiry, as Django's
+/// `cached_db` does: the database's end goes unseen.
+#[tokio::test]
+async fn without_max_staleness_a_copy_is_served_until_the_session_expires() {
+    let store = CachedStore::new(MokaStore::new(), MemoryStore::new()).with_max_staleness(None);
+    assert_eq!(store.max_staleness(), None);
+    let m = manager(store.clone());
+    let cookie = login(&m, "ada").await;
+    let key = SessionKey::parse(&cookie).unwrap();
+    store.db().end(&key, 1, remember()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(user(&m, &cookie).await.as_deref(), Some("ada"));
+    assert_eq!(
+        CachedStore::new(MokaStore::new(), MemoryStore::new()).max_staleness(),
+        Some(session_cache::DEFAULT_MAX_STALENESS)
+    );
+}
+
+/// A fill whose database call took longer than the whole bound is not cached at all.
+#[tokio::test]
+async fn a_fill_slower_than_the_bound_is_not_cached() {
+    let store = CachedStore::new(MokaStore::new(), PausingDb::default())
+        .with_max_staleness(Duration::from_millis(200));
+    let key = store.create(&one("v", json!(1))).await.unwrap();
+    let slow = start_slow_load(&store, &key).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.db().gate.release.notify_one();
+    assert!(slow.await.unwrap().is_some());
+    assert!(
+        store
+            .cache()
+            .get(&key.storage_id())
+            .await
+            .unwrap()
+            .is_none(),
+        "a fill older than the bound was cached"
     );
 }

@@ -7,16 +7,18 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use session_cache::{CachedStore, RedisStore, SessionCache};
 use session_core::conformance::Factory;
-use session_core::{Data, Record, Store, async_trait};
+use session_core::{CookieAction, Data, Lookup, Record, SessionKey, Store, async_trait};
 use session_db::sqlx;
 use session_db::{PostgresStore, TableName};
 use time::OffsetDateTime;
 
-use common::{delete_prefix, prefix, redis_url};
+use common::browse::{login, logout, manager, user};
+use common::{delete_prefix, node, prefix, redis_url};
 
 fn postgres_url() -> String {
     std::env::var("SESSION_TEST_POSTGRES_URL").unwrap_or_else(|_| {
@@ -109,5 +111,79 @@ async fn serves_correct_data_when_redis_is_flushed_behind_its_back() {
     delete_prefix(&[redis_url()], &prefix(&ns)).await;
     store.delete(&key).await.unwrap();
     assert!(store.load(&key).await.unwrap().is_none());
+    cleanup(&ns).await;
+}
+
+/// The scenario on a Redis cache: a logout ends the session in PostgreSQL and
+/// tombstones the Redis copy, then a Redis failover or snapshot restore brings the old
+/// copy back (with its TTL, which Redis keeps as an absolute instant). Requests through
+/// the manager are served that revived copy only until the staleness bound since it was
+/// filled, then get the database's answer: ended. The same holds for a session ended in
+/// the database directly, behind the cache's back.
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL and SESSION_TEST_POSTGRES_URL"]
+async fn a_revived_redis_copy_of_a_logged_out_session_lives_at_most_max_staleness() {
+    let ns = session_core::conformance::fresh_namespace();
+    let bound = Duration::from_secs(3);
+    let store = store(&ns).await.with_max_staleness(bound);
+    let m = manager(store.clone());
+    let mut con = node(&redis_url()).await;
+
+    let filled = Instant::now();
+    let cookie = login(&m, "ada").await;
+    let behind = login(&m, "bob").await;
+    let key = SessionKey::parse(&cookie).unwrap();
+    let redis_key = store.cache().redis_key(&key);
+    let copy: Vec<u8> = redis::AsyncCommands::get(&mut con, &redis_key)
+        .await
+        .unwrap();
+    let dies_at: i64 = redis::cmd("PEXPIRETIME")
+        .arg(&redis_key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let pttl: i64 = redis::AsyncCommands::pttl(&mut con, &redis_key)
+        .await
+        .unwrap();
+    assert!(
+        (1..=3_000).contains(&pttl),
+        "the cached copy lives {pttl} ms, not the staleness bound"
+    );
+
+    let commit = logout(&m, &cookie).await.unwrap();
+    assert!(matches!(commit.cookie, CookieAction::Remove(_)));
+    assert_eq!(user(&m, &cookie).await, None);
+    // The failover: the copy from before the logout is back, expiring when it did.
+    let _: () = redis::cmd("SET")
+        .arg(&redis_key)
+        .arg(&copy)
+        .arg("PXAT")
+        .arg(dies_at)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    // Ended in the database directly, behind the cache's back.
+    let bob = SessionKey::parse(&behind).unwrap();
+    let remember = time::OffsetDateTime::now_utc() + time::Duration::minutes(1);
+    store.db().end(&bob, 1, remember).await.unwrap();
+    assert_eq!(
+        user(&m, &cookie).await.as_deref(),
+        Some("ada"),
+        "the revived copy is expected to be served within the bound"
+    );
+    assert_eq!(user(&m, &behind).await.as_deref(), Some("bob"));
+    assert!(
+        filled.elapsed() < bound,
+        "too slow to observe the revived copy"
+    );
+
+    tokio::time::sleep(bound.saturating_sub(filled.elapsed()) + Duration::from_millis(200)).await;
+    assert_eq!(
+        user(&m, &cookie).await,
+        None,
+        "a revived copy of a logged-out session was served past max_staleness"
+    );
+    assert_eq!(user(&m, &behind).await, None);
+    assert!(matches!(store.lookup(&key).await.unwrap(), Lookup::Ended));
     cleanup(&ns).await;
 }

@@ -95,23 +95,23 @@ async fn put_if_newer_orders_by_version_then_expiry() {
     let id = SessionKey::generate().storage_id();
     let mut r = record_of(1);
     r.version = 2;
-    assert!(cache.put_if_newer(&id, &r).await.unwrap());
+    assert!(cache.put_if_newer(&id, &r, None).await.unwrap());
     let mut older = r.clone();
     older.version = 1;
     older.expires_at += time::Duration::hours(5);
     assert!(
-        !cache.put_if_newer(&id, &older).await.unwrap(),
+        !cache.put_if_newer(&id, &older, None).await.unwrap(),
         "older version replaced a newer one"
     );
     assert!(
-        !cache.put_if_newer(&id, &r).await.unwrap(),
+        !cache.put_if_newer(&id, &r, None).await.unwrap(),
         "the same record counts as newer"
     );
     let mut touched = r.clone();
     touched.expires_at += time::Duration::minutes(1);
-    assert!(cache.put_if_newer(&id, &touched).await.unwrap());
+    assert!(cache.put_if_newer(&id, &touched, None).await.unwrap());
     assert!(
-        !cache.put_if_newer(&id, &r).await.unwrap(),
+        !cache.put_if_newer(&id, &r, None).await.unwrap(),
         "an earlier expiry replaced a later one"
     );
     assert_eq!(
@@ -125,19 +125,19 @@ async fn a_tombstone_blocks_puts_until_it_expires() {
     let cache = MokaStore::new();
     let id = SessionKey::generate().storage_id();
     let r = record_of(1);
-    assert!(cache.put_if_newer(&id, &r).await.unwrap());
+    assert!(cache.put_if_newer(&id, &r, None).await.unwrap());
     cache
         .tombstone(&id, Duration::from_millis(300))
         .await
         .unwrap();
     assert!(cache.get(&id).await.unwrap().is_none());
     assert!(
-        !cache.put_if_newer(&id, &r).await.unwrap(),
+        !cache.put_if_newer(&id, &r, None).await.unwrap(),
         "a put passed the tombstone"
     );
-    assert!(!cache.extend(&id, r.expires_at).await.unwrap());
+    assert!(!cache.extend(&id, r.expires_at, None).await.unwrap());
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(cache.put_if_newer(&id, &r).await.unwrap());
+    assert!(cache.put_if_newer(&id, &r, None).await.unwrap());
     assert!(cache.get(&id).await.unwrap().is_some());
 }
 
@@ -155,9 +155,9 @@ async fn fills_racing_a_tombstone_never_replace_it() {
             tasks.spawn(async move {
                 let mut r = record_of(64);
                 r.version = version;
-                cache.put_if_newer(&id, &r).await.unwrap();
+                cache.put_if_newer(&id, &r, None).await.unwrap();
                 cache
-                    .extend(&id, r.expires_at + time::Duration::hours(1))
+                    .extend(&id, r.expires_at + time::Duration::hours(1), None)
                     .await
                     .unwrap();
             });
@@ -185,13 +185,13 @@ async fn extend_moves_expiry_only_forward() {
     let id = SessionKey::generate().storage_id();
     let r = record_of(1);
     assert!(
-        !cache.extend(&id, r.expires_at).await.unwrap(),
+        !cache.extend(&id, r.expires_at, None).await.unwrap(),
         "extended nothing"
     );
-    cache.put_if_newer(&id, &r).await.unwrap();
+    cache.put_if_newer(&id, &r, None).await.unwrap();
     let later = r.expires_at + time::Duration::hours(1);
-    assert!(cache.extend(&id, later).await.unwrap());
-    assert!(!cache.extend(&id, r.expires_at).await.unwrap());
+    assert!(cache.extend(&id, later, None).await.unwrap());
+    assert!(!cache.extend(&id, r.expires_at, None).await.unwrap());
     assert_eq!(cache.get(&id).await.unwrap().unwrap().expires_at, later);
 }
 
@@ -233,8 +233,8 @@ async fn ended_markers_weigh_as_small_entries_and_block_fills() {
         assert!(store.get(&id).await.unwrap().is_none());
         let mut fill = record_of(1);
         fill.version = 9;
-        assert!(!store.put_if_newer(&id, &fill).await.unwrap());
-        assert!(!store.extend(&id, until).await.unwrap());
+        assert!(!store.put_if_newer(&id, &fill, None).await.unwrap());
+        assert!(!store.extend(&id, until, None).await.unwrap());
         assert!(matches!(store.lookup(k).await.unwrap(), Lookup::Ended));
     }
 }
@@ -256,4 +256,50 @@ async fn an_end_remembered_until_the_past_removes_the_record() {
     assert!(matches!(store.lookup(&key).await.unwrap(), Lookup::Absent));
     store.run_pending_tasks().await;
     assert_eq!(store.entry_count(), 0);
+}
+
+/// As a cache under a staleness bound, an entry is served for at most `serve_for` after
+/// its write, whatever the record's own expiry; once past it, it refuses no put, and an
+/// `extend` (the database confirmed the session) gives it a fresh bound.
+#[tokio::test]
+async fn a_bounded_entry_is_served_for_its_bound_only() {
+    let cache = MokaStore::new();
+    let id = SessionKey::generate().storage_id();
+    let r = record_of(1); // expires in an hour
+    let bound = Some(Duration::from_millis(600));
+    assert!(cache.put_if_newer(&id, &r, bound).await.unwrap());
+    assert!(cache.get(&id).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        cache.get(&id).await.unwrap().is_none(),
+        "served past its staleness bound"
+    );
+    // The same record put again (a fill after the database confirmed it) lands.
+    assert!(cache.put_if_newer(&id, &r, bound).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let later = r.expires_at + time::Duration::minutes(1);
+    assert!(cache.extend(&id, later, bound).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        cache.get(&id).await.unwrap().map(|r| r.expires_at),
+        Some(later),
+        "extend did not renew the bound"
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(cache.get(&id).await.unwrap().is_none());
+    // A zero bound caches nothing, and drops the older copy.
+    assert!(cache.put_if_newer(&id, &r, None).await.unwrap());
+    let mut newer = r.clone();
+    newer.version += 1;
+    assert!(
+        !cache
+            .put_if_newer(&id, &newer, Some(Duration::ZERO))
+            .await
+            .unwrap()
+    );
+    assert!(cache.get(&id).await.unwrap().is_none());
+    // Without a bound, the entry lives until the record's expiry.
+    assert!(cache.put_if_newer(&id, &r, None).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(cache.get(&id).await.unwrap().is_some());
 }

@@ -383,23 +383,23 @@ async fn as_a_cache_redis_orders_puts_and_honours_tombstones() {
     let id = SessionKey::generate().storage_id();
     let mut r = one("v", json!(2));
     r.version = 2;
-    assert!(cache.put_if_newer(&id, &r).await.unwrap());
+    assert!(cache.put_if_newer(&id, &r, None).await.unwrap());
     let mut older = r.clone();
     older.version = 1;
     older.expires_at += time::Duration::hours(5);
     assert!(
-        !cache.put_if_newer(&id, &older).await.unwrap(),
+        !cache.put_if_newer(&id, &older, None).await.unwrap(),
         "an older version replaced a newer one"
     );
-    assert!(!cache.put_if_newer(&id, &r).await.unwrap());
+    assert!(!cache.put_if_newer(&id, &r, None).await.unwrap());
     let later = r.expires_at + time::Duration::minutes(1);
-    assert!(cache.extend(&id, later).await.unwrap());
+    assert!(cache.extend(&id, later, None).await.unwrap());
     assert!(
-        !cache.extend(&id, r.expires_at).await.unwrap(),
+        !cache.extend(&id, r.expires_at, None).await.unwrap(),
         "extend moved the expiry back"
     );
     assert!(
-        !cache.put_if_newer(&id, &r).await.unwrap(),
+        !cache.put_if_newer(&id, &r, None).await.unwrap(),
         "an earlier expiry replaced a later one"
     );
     let got = cache.get(&id).await.unwrap().unwrap();
@@ -416,11 +416,11 @@ async fn as_a_cache_redis_orders_puts_and_honours_tombstones() {
     let mut newer = r.clone();
     newer.version = 9;
     assert!(
-        !cache.put_if_newer(&id, &newer).await.unwrap(),
+        !cache.put_if_newer(&id, &newer, None).await.unwrap(),
         "a put passed the tombstone"
     );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert!(cache.put_if_newer(&id, &newer).await.unwrap());
+    assert!(cache.put_if_newer(&id, &newer, None).await.unwrap());
     assert_eq!(cache.get(&id).await.unwrap().unwrap().version, 9);
     delete_prefix(&[redis_url()], &prefix(&ns)).await;
 }
@@ -624,10 +624,20 @@ async fn end_leaves_a_bare_marker_for_its_time_that_nothing_overwrites() {
     // Neither a cache fill of any version nor a save, touch or second end replaces it.
     let mut newer = one("a", json!(2));
     newer.version = 7;
-    assert!(!store.put_if_newer(&key.storage_id(), &newer).await.unwrap());
+    assert!(
+        !store
+            .put_if_newer(&key.storage_id(), &newer, None)
+            .await
+            .unwrap()
+    );
     assert!(store.get(&key.storage_id()).await.unwrap().is_none());
     newer.version = 0;
-    assert!(!store.put_if_newer(&key.storage_id(), &newer).await.unwrap());
+    assert!(
+        !store
+            .put_if_newer(&key.storage_id(), &newer, None)
+            .await
+            .unwrap()
+    );
     newer.version = 1;
     assert!(matches!(
         store.save(&key, &newer).await,
@@ -713,5 +723,64 @@ async fn writes_already_expired_store_nothing() {
     store.touch(&key, past).await.unwrap();
     let exists: bool = con.exists(store.redis_key(&key)).await.unwrap();
     assert!(!exists, "a record touched into the past was kept");
+    delete_prefix(&[redis_url()], &prefix(&ns)).await;
+}
+
+/// As a cache under a staleness bound, an entry's Redis TTL is the bound (not the
+/// session's remaining life), while its header keeps the session's real expiry; `extend`
+/// renews the bound. A replica or a snapshot keeps the TTL as an absolute instant, so a
+/// copy brought back by a failover or a restore dies when the original would have.
+#[tokio::test]
+#[ignore = "needs SESSION_TEST_REDIS_URL"]
+async fn as_a_cache_redis_bounds_entries_by_serve_for() {
+    use session_cache::SessionCache;
+    let ns = fresh_ns();
+    let cache = store(&ns).await;
+    let mut con = node(&redis_url()).await;
+    let id = SessionKey::generate().storage_id();
+    let redis_key = format!("{}{}", prefix(&ns), id.to_hex());
+    let mut r = one("v", json!(1)); // expires in an hour
+    r.version = 1;
+    let bound = Some(Duration::from_millis(1_500));
+    assert!(cache.put_if_newer(&id, &r, bound).await.unwrap());
+    let pttl: i64 = con.pttl(&redis_key).await.unwrap();
+    assert!((1..=1_500).contains(&pttl), "PTTL {pttl} ms, not the bound");
+    assert_eq!(
+        unix_millis(cache.get(&id).await.unwrap().unwrap().expires_at),
+        unix_millis(r.expires_at),
+        "the header lost the session's expiry"
+    );
+    let later = r.expires_at + time::Duration::minutes(5);
+    assert!(
+        cache
+            .extend(&id, later, Some(Duration::from_secs(3)))
+            .await
+            .unwrap()
+    );
+    let pttl: i64 = con.pttl(&redis_key).await.unwrap();
+    assert!(
+        (1_500..=3_000).contains(&pttl),
+        "PTTL {pttl} ms after extend"
+    );
+    assert_eq!(
+        unix_millis(cache.get(&id).await.unwrap().unwrap().expires_at),
+        unix_millis(later)
+    );
+    // Without a bound the TTL is the session's own.
+    let mut newer = r.clone();
+    newer.version = 2;
+    assert!(cache.put_if_newer(&id, &newer, None).await.unwrap());
+    let pttl: i64 = con.pttl(&redis_key).await.unwrap();
+    assert!(pttl > 3_500_000, "PTTL {pttl} ms without a bound");
+    // A zero bound stores nothing and drops the older copy.
+    newer.version = 3;
+    assert!(
+        !cache
+            .put_if_newer(&id, &newer, Some(Duration::ZERO))
+            .await
+            .unwrap()
+    );
+    let exists: bool = con.exists(&redis_key).await.unwrap();
+    assert!(!exists, "a zero bound left a copy");
     delete_prefix(&[redis_url()], &prefix(&ns)).await;
 }

@@ -2,6 +2,8 @@
 // Not every test binary uses every helper; a failed unwrap is a test failure.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod browse;
+
 use redis::AsyncCommands;
 
 /// `SESSION_TEST_REDIS_URL`, or a loud failure: an ignored test run on purpose must not
