@@ -68,6 +68,16 @@ impl SessionManager {
     /// A manager for `store` with `config`.
     #[must_use]
     pub fn new(store: Arc<dyn Store>, config: SessionConfig) -> Self {
+        if let Some(bound) = store.cookie_name()
+            && bound != config.cookie_name()
+        {
+            tracing::error!(
+                store_binds = bound,
+                config_names = config.cookie_name(),
+                "the store binds its values to another cookie name than the configuration \
+                 sets; open the store for this configuration (sessions::open_with)"
+            );
+        }
         Self {
             inner: Arc::new(Inner {
                 store,

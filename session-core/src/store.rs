@@ -148,6 +148,15 @@ pub trait Store: Send + Sync + 'static {
     fn recognizes(&self, key: &SessionKey) -> bool {
         !self.capabilities().server_side || key.is_generated_shape()
     }
+
+    /// The cookie name a store binds its values to, if it binds one (a cookie store
+    /// authenticates the name with the value). It MUST be the
+    /// [`SessionConfig::cookie_name`](crate::SessionConfig::cookie_name) the store serves:
+    /// [`SessionManager::new`](crate::SessionManager::new) logs an error when they differ.
+    /// The default binds none.
+    fn cookie_name(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// How many fresh keys [`Store::create`] draws before it gives up with
@@ -318,5 +327,8 @@ impl<S: Store + ?Sized> Store for Arc<S> {
     }
     fn recognizes(&self, key: &SessionKey) -> bool {
         (**self).recognizes(key)
+    }
+    fn cookie_name(&self) -> Option<&str> {
+        (**self).cookie_name()
     }
 }

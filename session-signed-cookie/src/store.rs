@@ -235,6 +235,11 @@ impl Store for CookieStore {
         Capabilities::client_side()
     }
 
+    /// The name every value is bound to (authenticated with it).
+    fn cookie_name(&self) -> Option<&str> {
+        Some(self.codec.cookie_name())
+    }
+
     /// Whether `key` could be a cookie this store issued, judged by its shape alone and
     /// without any MAC or cipher work: a length it can issue, canonical base64url, the
     /// format byte, a mode byte of this store's mode and the id of one of its keys (current
