@@ -916,7 +916,7 @@ pub async fn end_at_the_stored_version_ends_the_session(factory: &dyn Factory) {
     fx.finish().await;
 }
 
-/// "`end` ... [is] `Error::Conflict` when the stored version differs (the record is left as
+/// "`end` ... is `Error::Conflict` when the stored version differs (the record is left as
 /// it is)".
 pub async fn end_with_another_version_is_conflict(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
@@ -944,7 +944,7 @@ pub async fn end_with_another_version_is_conflict(factory: &dyn Factory) {
     fx.finish().await;
 }
 
-/// "`end` ... [is] `Error::NotFound` when the key is missing, expired or already ended",
+/// "`end` ... is `Error::NotFound` when the key is missing, expired or already ended",
 /// and `Error::InvalidKey` for a key a server-side store never issues.
 pub async fn end_unknown_or_expired_key_is_not_found(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
