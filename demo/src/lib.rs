@@ -3,7 +3,7 @@
 //!
 //! Pages:
 //! - `/`: counts this browser's visits ("You have visited this page N times");
-//! - `/login`: a form; logging in calls [`cycle_key`](sessions::Session::cycle_key) and
+//! - `/login`: a form; logging in calls [`cycle_key`](sessions::core::Session::cycle_key) and
 //!   remembers the user;
 //! - `/logout`: flushes the session (data, key and cookie);
 //! - `/preferences`: stores a choice of theme.
@@ -68,8 +68,8 @@ pub async fn build(
     store_url: &str,
     config: SessionConfig,
 ) -> Result<(Router, SessionManager), sessions::OpenError> {
-    let store = sessions::open(store_url).await?;
-    let manager = SessionManager::new(store, config);
+    // One call, so a cookie store binds the configuration's cookie name.
+    let manager = sessions::manager(store_url, config).await?;
     Ok((router(manager.clone(), store_url), manager))
 }
 

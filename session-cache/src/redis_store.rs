@@ -13,11 +13,11 @@ use session_core::{
 };
 use time::OffsetDateTime;
 
-use crate::SessionCache;
+use crate::{RedisPrefix, SessionCache};
 
 const STORE: &str = "redis";
 
-/// The key prefix a [`RedisStore`] uses unless told otherwise.
+/// The key prefix a [`RedisStore`] uses unless told otherwise (see [`RedisPrefix`]).
 pub const DEFAULT_REDIS_PREFIX: &str = "session:";
 
 /// What a cache tombstone holds: three bytes that are not a record header.
@@ -98,7 +98,7 @@ return 0",
 
 /// Sessions in Redis, standalone or on a Redis Cluster.
 ///
-/// - **Keys**: the configured prefix (default [`DEFAULT_REDIS_PREFIX`]) followed by the
+/// - **Keys**: the configured [`RedisPrefix`] (default [`DEFAULT_REDIS_PREFIX`]) followed by the
 ///   64 hex characters of [`SessionKey::storage_id`]; the key itself never reaches Redis.
 /// - **Values**: the record in the core's [framed](Record::encode_framed) form (version and
 ///   `expires_at` in a 19-byte header, then the JSON payload), so `load` is one `GET`.
@@ -123,7 +123,7 @@ return 0",
 ///   store reconnects by itself when Redis is back.
 /// - **Replicas.** Redis replicates asynchronously, so by default a logout acknowledged by
 ///   the primary can be lost by a failover. With
-///   [`wait_for_replicas`](RedisStoreBuilder::wait_for_replicas), `end` and `delete`
+///   [`with_wait_for_replicas`](RedisStoreBuilder::with_wait_for_replicas), `end` and `delete`
 ///   also send `WAIT` (in one pipeline with the write, on a connection of their own) and
 ///   fail with a [`NotReplicated`] backend error when too few replicas acknowledged.
 ///
@@ -135,14 +135,14 @@ return 0",
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use session_cache::RedisStore;
+/// use session_cache::{RedisPrefix, RedisStore};
 /// use session_core::{Record, Store};
 /// use time::OffsetDateTime;
 ///
-/// # async fn run() -> Result<(), session_core::Error> {
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = RedisStore::builder()
-///     .prefix("myapp:session:")
-///     .response_timeout(Duration::from_millis(500))
+///     .with_prefix(RedisPrefix::new("myapp:session:")?)
+///     .with_response_timeout(Duration::from_millis(500))
 ///     .connect("redis://127.0.0.1:6379/")
 ///     .await?;
 /// let record = Record::new(Default::default(), OffsetDateTime::now_utc() + time::Duration::hours(1));
@@ -157,11 +157,11 @@ pub struct RedisStore {
 
 struct Inner {
     conn: Conn,
-    prefix: Box<[u8]>,
+    prefix: RedisPrefix,
     /// Upper bound of one operation: a reconnect plus a command.
     deadline: Duration,
     response_timeout: Duration,
-    /// With [`RedisStoreBuilder::wait_for_replicas`]: where and how session-ending writes
+    /// With [`RedisStoreBuilder::with_wait_for_replicas`]: where and how session-ending writes
     /// wait for replicas. `None` (the default) costs one branch per `end` and `delete`.
     durable: Option<Durable>,
 }
@@ -196,7 +196,7 @@ impl Durable {
     }
 }
 
-/// Why a session-ending write failed under [`RedisStoreBuilder::wait_for_replicas`]: the
+/// Why a session-ending write failed under [`RedisStoreBuilder::with_wait_for_replicas`]: the
 /// primary applied it, but fewer replicas than configured acknowledged it within the
 /// timeout, so a failover to a replica that missed it could bring the session back. It is
 /// the [`source`](std::error::Error::source) of the [`Error::Backend`] the operation fails
@@ -237,7 +237,7 @@ enum Conn {
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct RedisStoreBuilder {
-    prefix: String,
+    prefix: RedisPrefix,
     connect_timeout: Duration,
     response_timeout: Duration,
     wait: Option<(u32, Duration)>,
@@ -246,7 +246,7 @@ pub struct RedisStoreBuilder {
 impl Default for RedisStoreBuilder {
     fn default() -> Self {
         Self {
-            prefix: DEFAULT_REDIS_PREFIX.to_owned(),
+            prefix: RedisPrefix::default(),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             wait: None,
@@ -255,21 +255,22 @@ impl Default for RedisStoreBuilder {
 }
 
 impl RedisStoreBuilder {
-    /// The prefix of every Redis key this store writes (default [`DEFAULT_REDIS_PREFIX`]).
-    /// Stores with different prefixes never see each other's sessions.
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+    /// The prefix of every Redis key this store writes (default [`DEFAULT_REDIS_PREFIX`];
+    /// [`RedisPrefix`] says which prefixes are accepted). Stores with different prefixes
+    /// never see each other's sessions.
+    pub fn with_prefix(mut self, prefix: RedisPrefix) -> Self {
+        self.prefix = prefix;
         self
     }
 
     /// How long one connection attempt may take (default 1 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// How long Redis may take to answer one command (default 1 s).
-    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
         self
     }
@@ -304,7 +305,7 @@ impl RedisStoreBuilder {
     /// **Bound.** A waiting operation takes at most connect timeout + response timeout +
     /// `timeout` (a `timeout` of zero is taken as 1 ms: Redis reads 0 as "wait forever").
     /// Other operations keep their own bound.
-    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+    pub fn with_wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
         self.wait = (replicas > 0).then_some((replicas, timeout.max(Duration::from_millis(1))));
         self
     }
@@ -428,7 +429,7 @@ impl RedisStoreBuilder {
         RedisStore {
             inner: Arc::new(Inner {
                 conn,
-                prefix: self.prefix.into_bytes().into_boxed_slice(),
+                prefix: self.prefix,
                 deadline,
                 response_timeout: self.response_timeout,
                 durable,
@@ -454,7 +455,7 @@ impl RedisStore {
 
     /// The prefix of every Redis key this store writes.
     #[must_use]
-    pub fn prefix(&self) -> &[u8] {
+    pub fn prefix(&self) -> &RedisPrefix {
         &self.inner.prefix
     }
 
@@ -462,18 +463,20 @@ impl RedisStore {
     #[must_use]
     pub fn redis_key(&self, key: &SessionKey) -> Vec<u8> {
         let mut hex = [0u8; 64];
-        let mut out = Vec::with_capacity(self.inner.prefix.len() + 64);
-        out.extend_from_slice(&self.inner.prefix);
+        let prefix = self.inner.prefix.as_bytes();
+        let mut out = Vec::with_capacity(prefix.len() + 64);
+        out.extend_from_slice(prefix);
         out.extend_from_slice(key.storage_id().encode_hex(&mut hex).as_bytes());
         out
     }
 
-    /// Appends the Redis key of `id` to `cmd` without a heap allocation for short prefixes.
+    /// Appends the Redis key of `id` to `cmd` without a heap allocation (a valid prefix
+    /// always fits the stack buffer).
     fn key_arg(&self, cmd: &mut Cmd, id: &StorageId) {
-        let prefix = &self.inner.prefix;
+        let prefix = self.inner.prefix.as_bytes();
         let mut hex = [0u8; 64];
         let hex = id.encode_hex(&mut hex).as_bytes();
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; RedisPrefix::MAX_LEN + 64];
         if let Some(slot) = buf.get_mut(..prefix.len() + hex.len()) {
             slot[..prefix.len()].copy_from_slice(prefix);
             slot[prefix.len()..].copy_from_slice(hex);
@@ -490,7 +493,7 @@ impl RedisStore {
     fn keyed(&self, name: &str, id: &StorageId, extra_args: usize, extra_bytes: usize) -> Cmd {
         let mut cmd = Cmd::with_capacity(
             2 + extra_args,
-            name.len() + self.inner.prefix.len() + 64 + extra_bytes,
+            name.len() + self.inner.prefix.as_bytes().len() + 64 + extra_bytes,
         );
         cmd.arg(name);
         self.key_arg(&mut cmd, id);
@@ -507,7 +510,7 @@ impl RedisStore {
     ) -> Cmd {
         let mut cmd = Cmd::with_capacity(
             4 + extra_args,
-            7 + 40 + 1 + self.inner.prefix.len() + 64 + extra_bytes,
+            7 + 40 + 1 + self.inner.prefix.as_bytes().len() + 64 + extra_bytes,
         );
         cmd.arg("EVALSHA").arg(script.get_hash()).arg(1);
         self.key_arg(&mut cmd, id);
@@ -624,15 +627,11 @@ impl RedisStore {
         ttl: Option<u64>,
         now: OffsetDateTime,
     ) -> Cmd {
-        let mut px = itoa_buf();
-        let px = fmt_u64(&mut px, ttl.unwrap_or(0));
-        let mut now_ms = itoa_buf();
-        let now_ms = fmt_i64(&mut now_ms, unix_millis(now));
-        let mut cmd = self.evalsha(&REPLACE, id, 4, 8 + value.len() + px.len() + now_ms.len());
+        let mut cmd = self.evalsha(&REPLACE, id, 4, 8 + value.len() + 2 * DECIMAL_LEN);
         cmd.arg(&version.to_be_bytes()[..])
             .arg(value)
-            .arg(px)
-            .arg(now_ms);
+            .arg(ttl.unwrap_or(0))
+            .arg(non_negative(unix_millis(now)));
         cmd
     }
 
@@ -658,29 +657,68 @@ impl RedisStore {
         forward_only: bool,
         serve_for: Option<Duration>,
     ) -> Result<bool> {
-        let now = OffsetDateTime::now_utc();
-        let millis = unix_millis(expires_at);
-        let mut decimal = itoa_buf();
-        let decimal = fmt_i64(&mut decimal, millis);
-        let mut px = itoa_buf();
-        let px = fmt_u64(
-            &mut px,
-            bounded_ttl(ttl_millis(expires_at, now), serve_for).unwrap_or(0),
-        );
-        let mut now_ms = itoa_buf();
-        let now_ms = fmt_i64(&mut now_ms, unix_millis(now));
-        let mut cmd = self.evalsha(
-            &MOVE_EXPIRY,
+        let cmd = self.move_expiry_cmd(
             id,
-            5,
-            8 + decimal.len() + px.len() + 1 + now_ms.len(),
+            expires_at,
+            forward_only,
+            serve_for,
+            OffsetDateTime::now_utc(),
         );
+        Ok(self.eval::<i64>(&MOVE_EXPIRY, &cmd).await? == 1)
+    }
+
+    /// The expiry-moving script's command (see [`move_expiry`](Self::move_expiry)), with
+    /// TTLs measured from `now`.
+    fn move_expiry_cmd(
+        &self,
+        id: &StorageId,
+        expires_at: OffsetDateTime,
+        forward_only: bool,
+        serve_for: Option<Duration>,
+        now: OffsetDateTime,
+    ) -> Cmd {
+        let millis = unix_millis(expires_at);
+        let px = bounded_ttl(ttl_millis(expires_at, now), serve_for).unwrap_or(0);
+        let mut cmd = self.evalsha(&MOVE_EXPIRY, id, 5, 8 + 3 * DECIMAL_LEN + 1);
         cmd.arg(&millis.to_be_bytes()[..])
-            .arg(decimal)
+            .arg(non_negative(millis))
             .arg(px)
             .arg(if forward_only { "1" } else { "0" })
-            .arg(now_ms);
-        Ok(self.eval::<i64>(&MOVE_EXPIRY, &cmd).await? == 1)
+            .arg(non_negative(unix_millis(now)));
+        cmd
+    }
+
+    /// `SET KEY value PX px NX`: writes a new session unless the key is taken.
+    fn create_cmd(&self, id: &StorageId, value: &[u8], px: u64) -> Cmd {
+        let mut cmd = self.keyed("SET", id, 4, value.len() + 2 + DECIMAL_LEN + 2);
+        cmd.arg(value).arg("PX").arg(px).arg("NX");
+        cmd
+    }
+
+    /// The cache's conditional put (see [`PUT_IF_NEWER`]) of `value`, the framed record
+    /// of `version` expiring at `expires_millis`, kept for `px` milliseconds.
+    fn put_if_newer_cmd(
+        &self,
+        id: &StorageId,
+        version: u64,
+        expires_millis: i64,
+        value: &[u8],
+        px: u64,
+    ) -> Cmd {
+        let mut cmd = self.evalsha(&PUT_IF_NEWER, id, 4, 3 * DECIMAL_LEN + value.len());
+        cmd.arg(version)
+            .arg(non_negative(expires_millis))
+            .arg(value)
+            .arg(px);
+        cmd
+    }
+
+    /// `SET KEY <tombstone> PX ttl` (at least 1 ms).
+    fn tombstone_cmd(&self, id: &StorageId, ttl: Duration) -> Cmd {
+        let px = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut cmd = self.keyed("SET", id, 3, TOMBSTONE.len() + 2 + DECIMAL_LEN);
+        cmd.arg(TOMBSTONE).arg("PX").arg(px);
+        cmd
     }
 }
 
@@ -723,7 +761,7 @@ impl std::fmt::Debug for RedisStore {
         let waits_for = self.inner.durable.as_ref().map(|d| (d.replicas, d.timeout));
         f.debug_struct("RedisStore")
             .field("mode", &mode)
-            .field("prefix", &String::from_utf8_lossy(&self.inner.prefix))
+            .field("prefix", &self.inner.prefix)
             .field("deadline", &self.inner.deadline)
             .field("wait_for_replicas", &waits_for)
             .finish()
@@ -735,19 +773,16 @@ impl Store for RedisStore {
     async fn create(&self, record: &Record) -> Result<SessionKey> {
         let value = framed(record, 1)?;
         let ttl = ttl_millis(record.expires_at, OffsetDateTime::now_utc());
-        let mut px = itoa_buf();
-        let px = fmt_u64(&mut px, ttl.unwrap_or(0));
         let value = &value[..];
         create_with_fresh_keys(STORE, |key| async move {
             let id = key.storage_id();
-            if ttl.is_none() {
+            let Some(px) = ttl else {
                 // Already expired: nothing to write, but the key must still be free, so
                 // that it is never handed out while another session holds it.
                 let cmd = self.keyed("EXISTS", &id, 0, 0);
                 return Ok(self.query::<i64>(&cmd).await? == 0);
-            }
-            let mut cmd = self.keyed("SET", &id, 4, value.len() + 2 + px.len() + 2);
-            cmd.arg(value).arg("PX").arg(px).arg("NX");
+            };
+            let cmd = self.create_cmd(&id, value, px);
             // `SET … NX` answers nil when the key exists (a live record or an ended
             // marker): the key is taken.
             Ok(self.query::<Option<()>>(&cmd).await?.is_some())
@@ -851,27 +886,12 @@ impl SessionCache for RedisStore {
         serve_for: Option<Duration>,
     ) -> Result<bool> {
         let value = framed(record, record.version)?;
-        let millis = record.expires_at_millis();
-        let mut version = itoa_buf();
-        let version = fmt_u64(&mut version, record.version);
-        let mut expires = itoa_buf();
-        let expires = fmt_i64(&mut expires, millis);
-        let mut px = itoa_buf();
-        let px = fmt_u64(
-            &mut px,
-            bounded_ttl(
-                ttl_millis(record.expires_at, OffsetDateTime::now_utc()),
-                serve_for,
-            )
-            .unwrap_or(0),
-        );
-        let mut cmd = self.evalsha(
-            &PUT_IF_NEWER,
-            id,
-            4,
-            version.len() + expires.len() + value.len() + px.len(),
-        );
-        cmd.arg(version).arg(expires).arg(&value[..]).arg(px);
+        let px = bounded_ttl(
+            ttl_millis(record.expires_at, OffsetDateTime::now_utc()),
+            serve_for,
+        )
+        .unwrap_or(0);
+        let cmd = self.put_if_newer_cmd(id, record.version, record.expires_at_millis(), &value, px);
         Ok(self.eval::<i64>(&PUT_IF_NEWER, &cmd).await? == 1)
     }
 
@@ -885,13 +905,7 @@ impl SessionCache for RedisStore {
     }
 
     async fn tombstone(&self, id: &StorageId, ttl: Duration) -> Result<()> {
-        let mut px = itoa_buf();
-        let px = fmt_u64(
-            &mut px,
-            u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1),
-        );
-        let mut cmd = self.keyed("SET", id, 3, TOMBSTONE.len() + 2 + px.len());
-        cmd.arg(TOMBSTONE).arg("PX").arg(px);
+        let cmd = self.tombstone_cmd(id, ttl);
         self.query::<()>(&cmd).await
     }
 }
@@ -964,41 +978,146 @@ fn bounded_ttl(ttl: Option<u64>, bound: Option<Duration>) -> Option<u64> {
     ttl.map(|t| t.min(bound)).filter(|t| *t > 0)
 }
 
-fn itoa_buf() -> [u8; 20] {
-    [0u8; 20]
-}
+/// The longest decimal integer argument (`u64::MAX`), for sizing commands. Redis-rs
+/// writes integer arguments in decimal itself.
+const DECIMAL_LEN: usize = 20;
 
-/// Formats `n` in decimal into `buf` without allocating.
-fn fmt_u64(buf: &mut [u8; 20], mut n: u64) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        // `n % 10` is below 10, so the cast cannot truncate.
-        buf[i] = b'0' + u8::try_from(n % 10).unwrap_or(0);
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
-}
-
-/// Formats a non-negative `n` in decimal (negative values are formatted as 0: every caller
-/// passes an instant after the epoch).
-fn fmt_i64(buf: &mut [u8; 20], n: i64) -> &str {
-    fmt_u64(buf, u64::try_from(n).unwrap_or(0))
+/// An instant in Unix milliseconds as a script argument: negative values are sent as 0
+/// (every caller passes an instant after the epoch).
+fn non_negative(millis: i64) -> u64 {
+    u64::try_from(millis).unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn decimal_formatting_matches_std() {
-        for n in [0u64, 1, 9, 10, 1_700_000_000_123, u64::MAX] {
-            assert_eq!(fmt_u64(&mut itoa_buf(), n), n.to_string());
+    /// A command built from string arguments, integers written in decimal by hand: the
+    /// bytes the store sent before integers were handed to redis-rs.
+    fn by_hand(args: &[&[u8]]) -> Vec<u8> {
+        let mut cmd = Cmd::new();
+        for arg in args {
+            cmd.arg(*arg);
         }
-        assert_eq!(fmt_i64(&mut itoa_buf(), -5), "0");
+        cmd.get_packed_command()
+    }
+
+    #[tokio::test]
+    async fn integer_arguments_are_sent_in_decimal_as_before() {
+        let store = RedisStore::builder()
+            .with_prefix(RedisPrefix::new("t:").expect("valid prefix"))
+            .connect_lazy("redis://127.0.0.1:1/")
+            .expect("valid url");
+        let key = SessionKey::generate();
+        let id = key.storage_id();
+        let redis_key = store.redis_key(&key);
+        let at = |ms: i64| session_core::from_unix_millis(ms).expect("in range");
+        let dec = |n: u64| n.to_string().into_bytes();
+        let value = b"SR\x01value";
+
+        for n in [0u64, 1, 9, 10, 120_000, 1_700_000_000_123, u64::MAX] {
+            assert_eq!(
+                store.create_cmd(&id, value, n).get_packed_command(),
+                by_hand(&[b"SET", &redis_key, value, b"PX", &dec(n), b"NX"])
+            );
+            assert_eq!(
+                store
+                    .put_if_newer_cmd(&id, n, 1_700_000_000_123, value, n)
+                    .get_packed_command(),
+                by_hand(&[
+                    b"EVALSHA",
+                    PUT_IF_NEWER.get_hash().as_bytes(),
+                    b"1",
+                    &redis_key,
+                    &dec(n),
+                    b"1700000000123",
+                    value,
+                    &dec(n),
+                ])
+            );
+            assert_eq!(
+                store
+                    .replace_cmd(&id, n, value, Some(n), at(1_700_000_000_123))
+                    .get_packed_command(),
+                by_hand(&[
+                    b"EVALSHA",
+                    REPLACE.get_hash().as_bytes(),
+                    b"1",
+                    &redis_key,
+                    &n.to_be_bytes(),
+                    value,
+                    &dec(n),
+                    b"1700000000123",
+                ])
+            );
+        }
+
+        // No TTL, and instants before the epoch, go out as 0.
+        assert_eq!(
+            store
+                .replace_cmd(&id, 7, value, None, at(-5))
+                .get_packed_command(),
+            by_hand(&[
+                b"EVALSHA",
+                REPLACE.get_hash().as_bytes(),
+                b"1",
+                &redis_key,
+                &7u64.to_be_bytes(),
+                value,
+                b"0",
+                b"0",
+            ])
+        );
+        assert_eq!(
+            store
+                .put_if_newer_cmd(&id, 3, -5, value, 0)
+                .get_packed_command(),
+            by_hand(&[
+                b"EVALSHA",
+                PUT_IF_NEWER.get_hash().as_bytes(),
+                b"1",
+                &redis_key,
+                b"3",
+                b"0",
+                value,
+                b"0",
+            ])
+        );
+
+        let now = at(1_700_000_000_000);
+        let until = at(1_700_000_120_000);
+        for (forward_only, serve_for, px, flag) in [
+            (false, None, &b"120000"[..], &b"0"[..]),
+            (true, Some(Duration::from_secs(5)), b"5000", b"1"),
+        ] {
+            assert_eq!(
+                store
+                    .move_expiry_cmd(&id, until, forward_only, serve_for, now)
+                    .get_packed_command(),
+                by_hand(&[
+                    b"EVALSHA",
+                    MOVE_EXPIRY.get_hash().as_bytes(),
+                    b"1",
+                    &redis_key,
+                    &1_700_000_120_000i64.to_be_bytes(),
+                    b"1700000120000",
+                    px,
+                    flag,
+                    b"1700000000000",
+                ])
+            );
+        }
+
+        for (ttl, px) in [
+            (Duration::ZERO, &b"1"[..]),
+            (Duration::from_millis(1_500), b"1500"),
+            (Duration::MAX, b"18446744073709551615"),
+        ] {
+            assert_eq!(
+                store.tombstone_cmd(&id, ttl).get_packed_command(),
+                by_hand(&[b"SET", &redis_key, TOMBSTONE, b"PX", px])
+            );
+        }
     }
 
     #[test]

@@ -383,8 +383,8 @@ async fn a_redis_cache_on_a_dead_port_never_fails_a_request() {
         .unwrap()
         .port();
     let cache = session_cache::RedisStore::builder()
-        .connect_timeout(Duration::from_millis(200))
-        .response_timeout(Duration::from_millis(200))
+        .with_connect_timeout(Duration::from_millis(200))
+        .with_response_timeout(Duration::from_millis(200))
         .connect_lazy(&format!("redis://127.0.0.1:{port}/"))
         .unwrap();
     let store = CachedStore::new(cache, MemoryStore::new());

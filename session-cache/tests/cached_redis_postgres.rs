@@ -18,7 +18,7 @@ use session_db::{PostgresStore, TableName};
 use time::OffsetDateTime;
 
 use common::browse::{login, logout, manager, user};
-use common::{delete_prefix, node, prefix, redis_url};
+use common::{delete_prefix, node, prefix, redis_prefix, redis_url};
 
 fn postgres_url() -> String {
     std::env::var("SESSION_TEST_POSTGRES_URL").unwrap_or_else(|_| {
@@ -40,7 +40,7 @@ async fn postgres(ns: &str) -> PostgresStore {
 
 async fn redis(ns: &str) -> RedisStore {
     RedisStore::builder()
-        .prefix(prefix(ns))
+        .with_prefix(redis_prefix(ns))
         .connect(&redis_url())
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", redis_url()))

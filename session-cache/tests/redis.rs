@@ -19,11 +19,11 @@ use session_core::conformance::Factory;
 use session_core::{Data, Error, Record, SessionKey, Store, async_trait, unix_millis};
 use time::OffsetDateTime;
 
-use common::{delete_prefix, node, prefix, redis_url, scan_prefix};
+use common::{delete_prefix, node, prefix, redis_prefix, redis_url, scan_prefix};
 
 async fn store(ns: &str) -> RedisStore {
     RedisStore::builder()
-        .prefix(prefix(ns))
+        .with_prefix(redis_prefix(ns))
         .connect(&redis_url())
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", redis_url()))
@@ -255,8 +255,8 @@ fn spare_port() -> u16 {
 async fn a_closed_port_fails_fast_with_a_backend_error() {
     let url = format!("redis://127.0.0.1:{}/", spare_port());
     let builder = RedisStore::builder()
-        .connect_timeout(Duration::from_millis(500))
-        .response_timeout(Duration::from_millis(500));
+        .with_connect_timeout(Duration::from_millis(500))
+        .with_response_timeout(Duration::from_millis(500));
     let started = Instant::now();
     let got = builder.clone().connect(&url).await;
     assert!(
@@ -331,8 +331,8 @@ async fn the_same_store_recovers_after_redis_restarts() {
     let port = spare_port();
     let mut server = OwnServer::start(port);
     let store = RedisStore::builder()
-        .connect_timeout(Duration::from_millis(300))
-        .response_timeout(Duration::from_millis(300))
+        .with_connect_timeout(Duration::from_millis(300))
+        .with_response_timeout(Duration::from_millis(300))
         .connect(&format!("redis://127.0.0.1:{}/", server.port))
         .await
         .unwrap();
@@ -438,8 +438,8 @@ fn signal(server: &OwnServer, sig: &str) {
 async fn an_unresponsive_redis_times_out_instead_of_hanging() {
     let server = OwnServer::start(spare_port());
     let store = RedisStore::builder()
-        .connect_timeout(Duration::from_millis(300))
-        .response_timeout(Duration::from_millis(300))
+        .with_connect_timeout(Duration::from_millis(300))
+        .with_response_timeout(Duration::from_millis(300))
         .connect(&format!("redis://127.0.0.1:{}/", server.port))
         .await
         .unwrap();

@@ -17,11 +17,11 @@ use session_core::{Data, Error, Lookup, Record, SessionKey, Store, async_trait};
 use time::OffsetDateTime;
 
 use common::browse::{login, logout, manager, user};
-use common::{cluster_urls, delete_prefix, prefix, scan_prefix};
+use common::{cluster_urls, delete_prefix, prefix, redis_prefix, scan_prefix};
 
 async fn store(ns: &str) -> RedisStore {
     RedisStore::builder()
-        .prefix(prefix(ns))
+        .with_prefix(redis_prefix(ns))
         .connect_cluster(cluster_urls())
         .await
         .unwrap_or_else(|e| panic!("cannot connect to the cluster {:?}: {e}", cluster_urls()))
@@ -89,8 +89,8 @@ async fn waiting_for_replicas_the_cluster_lacks_fails_the_logout() {
     let ns = session_core::conformance::fresh_namespace();
     let wait = Duration::from_millis(200);
     let store = RedisStore::builder()
-        .prefix(prefix(&ns))
-        .wait_for_replicas(1, wait)
+        .with_prefix(redis_prefix(&ns))
+        .with_wait_for_replicas(1, wait)
         .connect_cluster(cluster_urls())
         .await
         .unwrap();

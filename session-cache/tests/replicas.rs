@@ -1,4 +1,4 @@
-//! `RedisStoreBuilder::wait_for_replicas` against private primary/replica pairs that the
+//! `RedisStoreBuilder::with_wait_for_replicas` against private primary/replica pairs that the
 //! tests start themselves from the `redis-server` on PATH: a standalone pair
 //! (`--replicaof`) and a one-shard Cluster with a replica. Logouts and key rotations
 //! through `SessionManager` wait for the replica; while it is paused they fail (a 500),
@@ -23,7 +23,7 @@ use session_core::{CookieAction, Error, Lookup, SessionKey, Store, async_trait};
 use time::OffsetDateTime;
 
 use common::browse::{login, logout, manager, rotate, user};
-use common::{delete_prefix, node, prefix};
+use common::{delete_prefix, node, prefix, redis_prefix};
 
 /// Starts `redis-server` with the given arguments and keeps it tied to this test process:
 /// the shell stays between them, reading its stdin, which only this process holds; when
@@ -314,10 +314,10 @@ enum Mode {
 /// `wait` (no waiting with `replicas = 0`).
 async fn open(mode: Mode, pair: &Pair, ns: &str, replicas: u32, wait: Duration) -> RedisStore {
     let builder = RedisStore::builder()
-        .prefix(prefix(ns))
-        .connect_timeout(CONNECT)
-        .response_timeout(RESPONSE)
-        .wait_for_replicas(replicas, wait);
+        .with_prefix(redis_prefix(ns))
+        .with_connect_timeout(CONNECT)
+        .with_response_timeout(RESPONSE)
+        .with_wait_for_replicas(replicas, wait);
     match mode {
         Mode::Standalone => builder.connect(&pair.primary.url()).await.unwrap(),
         #[cfg(feature = "cluster")]

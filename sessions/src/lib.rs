@@ -1,8 +1,12 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod open;
 
-pub use open::{OpenError, StoreConfig, feature_for_scheme, open, open_config, redact_url};
+pub use open::{
+    OpenError, StoreConfig, feature_for_scheme, manager, open, open_config, open_config_with,
+    open_with, redact_url,
+};
 
 pub use session_core::*;
 

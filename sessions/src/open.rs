@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use session_core::{ConfigError, MemoryStore, Store};
+use session_core::{ConfigError, MemoryStore, SessionConfig, SessionManager, Store};
 
 /// Why [`open`] could not give a store.
 ///
@@ -91,10 +91,6 @@ pub struct StoreConfig {
     /// whitespace, that still verify (default `SESSION_PREVIOUS_SECRETS`, optional).
     #[serde(default)]
     pub previous_secrets_env: Option<String>,
-    /// Cookie stores: the cookie name the cookie is bound to (default `sessionid`; must be
-    /// the [`SessionConfig`](session_core::SessionConfig)'s cookie name).
-    #[serde(default)]
-    pub cookie_name: Option<String>,
 }
 
 impl StoreConfig {
@@ -119,7 +115,6 @@ impl fmt::Debug for StoreConfig {
             .field("max_bytes", &self.max_bytes)
             .field("secret_env", &self.secret_env)
             .field("previous_secrets_env", &self.previous_secrets_env)
-            .field("cookie_name", &self.cookie_name)
             .finish()
     }
 }
@@ -176,9 +171,12 @@ pub fn feature_for_scheme(scheme: &str) -> Option<&'static str> {
 /// | `cached:moka://|postgres://…` | `CachedStore` (cache over database) | both |
 ///
 /// Parameters of ours (`table`, `schema`, `prefix`, `max_bytes`, `secret_env`,
-/// `previous_secrets_env`, `cookie_name`) are taken out of the query; the rest goes to the
-/// driver (e.g. `sslmode`). Cookie secrets come from an environment variable, never from
-/// the URL.
+/// `previous_secrets_env`) are taken out of the query; the rest goes to the driver (e.g.
+/// `sslmode`). Cookie secrets come from an environment variable, never from the URL.
+///
+/// A cookie store binds its values to the cookie's name, which is the
+/// [`SessionConfig`]'s: `open` uses the default configuration's (`sessionid`); with another
+/// name, open the store with [`open_with`], or build the whole manager with [`manager`].
 ///
 /// # Errors
 ///
@@ -198,26 +196,72 @@ pub fn feature_for_scheme(scheme: &str) -> Option<&'static str> {
 /// # Ok(()) }
 /// ```
 pub async fn open(url: &str) -> Result<Arc<dyn Store>, OpenError> {
-    open_config(&StoreConfig::from_url(url)).await
+    open_with(url, &SessionConfig::default()).await
 }
 
-/// Opens the store a [`StoreConfig`] describes; see [`open`].
+/// Opens the store `url` names for sessions configured by `session` (a cookie store binds
+/// its values to `session`'s cookie name); see [`open`].
+///
+/// # Errors
+///
+/// As [`open`].
+pub async fn open_with(url: &str, session: &SessionConfig) -> Result<Arc<dyn Store>, OpenError> {
+    open_config_with(&StoreConfig::from_url(url), session).await
+}
+
+/// A [`SessionManager`] over the store `url` names, configured by `session`: the one call
+/// that keeps the cookie name in one place.
+///
+/// # Errors
+///
+/// As [`open`].
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = sessions::SessionConfig::builder().cookie_name("sid").build()?;
+/// let manager = sessions::manager("memory://", config).await?;
+/// assert_eq!(manager.config().cookie_name(), "sid");
+/// # Ok(()) }
+/// ```
+pub async fn manager(url: &str, session: SessionConfig) -> Result<SessionManager, OpenError> {
+    let store = open_with(url, &session).await?;
+    Ok(SessionManager::new(store, session))
+}
+
+/// Opens the store a [`StoreConfig`] describes, with the default [`SessionConfig`]; see
+/// [`open`].
 ///
 /// # Errors
 ///
 /// As [`open`].
 pub async fn open_config(config: &StoreConfig) -> Result<Arc<dyn Store>, OpenError> {
+    open_config_with(config, &SessionConfig::default()).await
+}
+
+/// Opens the store a [`StoreConfig`] describes for sessions configured by `session`; see
+/// [`open_with`].
+///
+/// # Errors
+///
+/// As [`open`].
+pub async fn open_config_with(
+    config: &StoreConfig,
+    session: &SessionConfig,
+) -> Result<Arc<dyn Store>, OpenError> {
     let url = config.url.trim();
     if let Some(cache) = &config.cache {
-        return open_cached(config, cache, url).await;
+        return open_cached(config, session, cache, url).await;
     }
     if let Some(pair) = url.strip_prefix("cached:") {
         let (cache, db) = pair.split_once('|').ok_or_else(|| {
             OpenError::Malformed("a cached store is written `cached:CACHE_URL|DB_URL`".into())
         })?;
-        return open_cached(config, cache.trim(), db.trim()).await;
+        return open_cached(config, session, cache.trim(), db.trim()).await;
     }
-    let target = Target::parse(url, config)?;
+    let target = Target::parse(url, config, session)?;
     open_target(&target).await
 }
 
@@ -241,13 +285,15 @@ struct Params {
     max_bytes: Option<u64>,
     secret_env: Option<String>,
     previous_secrets_env: Option<String>,
-    cookie_name: Option<String>,
+    /// The session cookie's name (from the `SessionConfig`).
+    #[cfg_attr(not(feature = "cookie"), allow(dead_code))] // only cookie stores bind it
+    cookie_name: String,
     /// Query parameters that are not ours, for the driver.
     other: Vec<(String, String)>,
 }
 
 impl Target {
-    fn parse(url: &str, config: &StoreConfig) -> Result<Self, OpenError> {
+    fn parse(url: &str, config: &StoreConfig, session: &SessionConfig) -> Result<Self, OpenError> {
         let (scheme, after) = url
             .split_once(':')
             .filter(|(s, _)| !s.is_empty())
@@ -257,7 +303,10 @@ impl Target {
             return Err(OpenError::UnknownScheme(scheme));
         }
         let (body, query) = after.split_once('?').unwrap_or((after, ""));
-        let mut params = Params::default();
+        let mut params = Params {
+            cookie_name: session.cookie_name().to_owned(),
+            ..Params::default()
+        };
         for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
             let v = v.into_owned();
             match &*k {
@@ -271,7 +320,12 @@ impl Target {
                 }
                 "secret_env" => params.secret_env = Some(v),
                 "previous_secrets_env" => params.previous_secrets_env = Some(v),
-                "cookie_name" => params.cookie_name = Some(v),
+                "cookie_name" => {
+                    return Err(OpenError::Malformed(
+                        "the cookie name comes from the SessionConfig (open the store with `open_with`)"
+                            .into(),
+                    ));
+                }
                 "secret" | "key" | "password" if scheme.starts_with("cookie") => {
                     return Err(OpenError::Malformed(
                         "secrets never go in the URL: name an environment variable with `secret_env`"
@@ -292,7 +346,6 @@ impl Target {
             &mut params.previous_secrets_env,
             &config.previous_secrets_env,
         );
-        overlay(&mut params.cookie_name, &config.cookie_name);
 
         let mut driver_url = format!("{scheme}:{body}");
         if !params.other.is_empty() {
@@ -435,17 +488,17 @@ async fn open_mysql(t: &Target) -> Result<Arc<dyn Store>, OpenError> {
 }
 
 #[cfg(feature = "redis")]
-fn redis_builder(t: &Target) -> session_cache::RedisStoreBuilder {
+fn redis_builder(t: &Target) -> Result<session_cache::RedisStoreBuilder, OpenError> {
     let builder = session_cache::RedisStore::builder();
-    match &t.params.prefix {
-        Some(p) => builder.prefix(p.clone()),
+    Ok(match &t.params.prefix {
+        Some(p) => builder.with_prefix(session_cache::RedisPrefix::new(p)?),
         None => builder,
-    }
+    })
 }
 
 #[cfg(feature = "redis")]
 async fn open_redis(t: &Target) -> Result<Arc<session_cache::RedisStore>, OpenError> {
-    Ok(Arc::new(redis_builder(t).connect(&t.driver_url).await?))
+    Ok(Arc::new(redis_builder(t)?.connect(&t.driver_url).await?))
 }
 
 #[cfg(not(feature = "redis"))]
@@ -474,7 +527,7 @@ async fn open_redis_cluster(t: &Target) -> Result<Arc<session_cache::RedisStore>
         ));
     }
     t.no_driver_params()?;
-    Ok(Arc::new(redis_builder(t).connect_cluster(urls).await?))
+    Ok(Arc::new(redis_builder(t)?.connect_cluster(urls).await?))
 }
 
 #[cfg(not(feature = "redis-cluster"))]
@@ -520,7 +573,7 @@ fn open_cookie(t: &Target) -> Result<Arc<dyn Store>, OpenError> {
     let var = t.params.secret_env.as_deref().unwrap_or("SESSION_SECRET");
     let secret = std::env::var(var).map_err(|_| OpenError::MissingSecret(var.to_owned()))?;
     let mut builder = CookieStore::builder(mode, secret.as_bytes())
-        .with_cookie_name(t.params.cookie_name.as_deref().unwrap_or("sessionid"));
+        .with_cookie_name(&t.params.cookie_name);
     let previous = t
         .params
         .previous_secrets_env
@@ -545,6 +598,7 @@ fn open_cookie(t: &Target) -> Result<Arc<dyn Store>, OpenError> {
 #[cfg(any(feature = "moka", feature = "redis"))]
 async fn open_cached(
     config: &StoreConfig,
+    session: &SessionConfig,
     cache_url: &str,
     db_url: &str,
 ) -> Result<Arc<dyn Store>, OpenError> {
@@ -553,13 +607,13 @@ async fn open_cached(
         cache: None,
         ..config.clone()
     };
-    let db = Box::pin(open_config(&db_config)).await?;
+    let db = Box::pin(open_config_with(&db_config, session)).await?;
     if !db.capabilities().server_side {
         return Err(OpenError::Malformed(
             "a cached store needs a server-side database under the cache".into(),
         ));
     }
-    let cache = Target::parse(cache_url, &StoreConfig::default())?;
+    let cache = Target::parse(cache_url, &StoreConfig::default(), session)?;
     match cache.scheme.as_str() {
         #[cfg(feature = "moka")]
         "moka" => {
@@ -584,6 +638,7 @@ async fn open_cached(
 #[cfg(not(any(feature = "moka", feature = "redis")))]
 async fn open_cached(
     _config: &StoreConfig,
+    _session: &SessionConfig,
     _cache_url: &str,
     _db_url: &str,
 ) -> Result<Arc<dyn Store>, OpenError> {
@@ -624,6 +679,7 @@ mod tests {
         let t = Target::parse(
             "postgres://u@h/db?table=t1&sslmode=disable&schema=web",
             &StoreConfig::default(),
+            &SessionConfig::default(),
         )
         .expect("parses");
         assert_eq!(t.driver_url, "postgres://u@h/db?sslmode=disable");
@@ -638,7 +694,7 @@ mod tests {
             table: Some("from_config".into()),
             ..StoreConfig::from_url("sqlite://x.db?table=from_url")
         };
-        let t = Target::parse(&config.url, &config).expect("parses");
+        let t = Target::parse(&config.url, &config, &SessionConfig::default()).expect("parses");
         assert_eq!(t.params.table.as_deref(), Some("from_config"));
     }
 

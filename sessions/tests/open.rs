@@ -45,7 +45,7 @@ async fn memory_moka_sqlite_file_and_cookie_urls_open_working_stores() {
         format!("file://{}", files.display()),
         format!("file://{}?prefix=app_", files.display()),
         format!("cookie+signed://?secret_env={SECRET_VAR}"),
-        format!("cookie+encrypted://?secret_env={SECRET_VAR}&cookie_name=sid"),
+        format!("cookie+encrypted://?secret_env={SECRET_VAR}"),
         format!("cached:moka://|sqlite://{}", db.display()),
         format!(
             "cached:moka://?max_bytes=65536|sqlite://{}?table=cached",
@@ -232,4 +232,31 @@ async fn redis_cluster_url_opens_a_store() {
         .collect();
     let url = format!("redis+cluster://{}?prefix=facade:", hosts.join(","));
     works(open(&url).await.expect("opens")).await;
+}
+
+#[tokio::test]
+async fn the_cookie_name_has_one_source_the_session_config() {
+    let url = format!("cookie+encrypted://?secret_env={SECRET_VAR}");
+    let sid = sessions::SessionConfig::builder()
+        .cookie_name("sid")
+        .cookie_secure(false)
+        .build()
+        .expect("valid");
+    let manager = sessions::manager(&url, sid).await.expect("opens");
+    assert_eq!(manager.store().cookie_name(), Some("sid"));
+    // A store opened for the default configuration binds `sessionid`, and cannot read a
+    // value sealed for `sid`: the name is bound, and comes from one place.
+    let other = open(&url).await.expect("opens");
+    assert_eq!(other.cookie_name(), Some("sessionid"));
+    let lazy = manager.lazy(None);
+    lazy.load().await.expect("load").insert("a", 1).expect("insert");
+    let commit = manager.commit(&lazy, 200).await.expect("commit");
+    let set = commit.cookie.header().expect("set").as_str().to_owned();
+    let value = set.split(';').next().and_then(|p| p.split_once('=')).expect("pair").1;
+    let key = sessions::SessionKey::parse(value).expect("key");
+    assert!(manager.store().load(&key).await.expect("load").is_some());
+    assert!(other.load(&key).await.expect("load").is_none());
+    // The URL cannot name a second one.
+    let e = err(open(&format!("{url}&cookie_name=sid")).await);
+    assert!(e.to_string().contains("SessionConfig"), "{e}");
 }

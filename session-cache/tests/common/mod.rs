@@ -37,6 +37,11 @@ pub fn prefix(ns: &str) -> String {
     format!("sc-test:{ns}:")
 }
 
+/// The key prefix of namespace `ns`, as a store takes it.
+pub fn redis_prefix(ns: &str) -> session_cache::RedisPrefix {
+    session_cache::RedisPrefix::new(&prefix(ns)).unwrap()
+}
+
 /// A plain connection to one server (or one cluster node).
 pub async fn node(url: &str) -> redis::aio::MultiplexedConnection {
     redis::Client::open(url)
