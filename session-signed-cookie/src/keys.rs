@@ -72,7 +72,7 @@ impl fmt::Debug for Key {
 
 /// The key id in hex, as `Debug` shows it.
 pub(crate) fn hex(id: &[u8; KEY_ID_LEN]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(id)
 }
 
 /// Derives the keys of one store: `secrets[0]` is the current secret, the rest still
