@@ -1,12 +1,16 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backends;
+mod config;
+mod error;
 mod open;
+mod target;
 
-pub use open::{
-    OpenError, StoreConfig, feature_for_scheme, manager, open, open_config, open_config_with,
-    open_with, redact_url,
-};
+pub use config::{StoreConfig, redact_url};
+pub use error::OpenError;
+pub use open::{manager, open, open_config, open_config_with, open_with};
+pub use target::feature_for_scheme;
 
 pub use session_core::*;
 

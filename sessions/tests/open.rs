@@ -249,10 +249,19 @@ async fn the_cookie_name_has_one_source_the_session_config() {
     let other = open(&url).await.expect("opens");
     assert_eq!(other.cookie_name(), Some("sessionid"));
     let lazy = manager.lazy(None);
-    lazy.load().await.expect("load").insert("a", 1).expect("insert");
+    lazy.load()
+        .await
+        .expect("load")
+        .insert("a", 1)
+        .expect("insert");
     let commit = manager.commit(&lazy, 200).await.expect("commit");
     let set = commit.cookie.header().expect("set").as_str().to_owned();
-    let value = set.split(';').next().and_then(|p| p.split_once('=')).expect("pair").1;
+    let value = set
+        .split(';')
+        .next()
+        .and_then(|p| p.split_once('='))
+        .expect("pair")
+        .1;
     let key = sessions::SessionKey::parse(value).expect("key");
     assert!(manager.store().load(&key).await.expect("load").is_some());
     assert!(other.load(&key).await.expect("load").is_none());
