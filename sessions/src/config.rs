@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// The store choice as configuration: what [`open`] reads from one URL, as a struct that
+/// The store choice as configuration: what [`open`](crate::open) reads from one URL, as a struct that
 /// deserializes from TOML, JSON or environment-based configuration.
 ///
 /// Every field but `url` is optional; a parameter given both in the URL's query and here
@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StoreConfig {
-    /// The store URL (see [`open`]).
+    /// The store URL (see [`open`](crate::open)).
     pub url: String,
     /// A cache URL (`moka://…` or `redis://…`) layered over the database at `url`
     /// (Django's `cached_db`).

@@ -2,7 +2,7 @@
 
 use session_core::ConfigError;
 
-/// Why [`open`] could not give a store.
+/// Why [`open`](crate::open) could not give a store.
 ///
 /// Messages name the problem and never repeat a password or a secret.
 #[derive(Debug, thiserror::Error)]
