@@ -12,7 +12,7 @@ use crate::{OpenError, StoreConfig};
 ///
 /// | URL | store | feature |
 /// |---|---|---|
-/// | `memory://` | [`MemoryStore`] | – |
+/// | `memory://` | [`MemoryStore`](crate::MemoryStore) | – |
 /// | `moka://?max_bytes=67108864` | `MokaStore` | `moka` |
 /// | `sqlite://sessions.db`, `sqlite::memory:` | `SqliteStore` | `sqlite` |
 /// | `postgres://user@host/db?table=sessions&schema=web` | `PostgresStore` | `postgres` |
