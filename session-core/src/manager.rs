@@ -6,7 +6,7 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use tokio::sync::OnceCell;
 
-use crate::plan::{Plan, cookie_expiry};
+use crate::plan::{Plan, cookie_expiry, cookie_refresh_due};
 use crate::session::State;
 use crate::{Error, Lookup, Record, Result, Session, SessionConfig, SessionKey, Store};
 
@@ -205,9 +205,14 @@ impl SessionManager {
         // of racing every other request of the session again (under many concurrent
         // requests, bounded retries could otherwise run out). Requests in other processes
         // are still resolved by compare-and-set and retries.
-        let stored = {
+        let (stored, cookie_held) = {
             let st = session.lock();
-            st.key.clone().or_else(|| st.flushed.as_ref().map(|(k, _)| k.clone()))
+            let stored = st
+                .key
+                .clone()
+                .or_else(|| st.flushed.as_ref().map(|(k, _)| k.clone()));
+            // The cookie the browser holds: this key, expiring when the loaded record did.
+            (stored, st.key.clone().zip(st.expires_at))
         };
         let _turn = match &stored {
             Some(key) => Some(self.commit_turn(key).lock().await),
@@ -224,17 +229,26 @@ impl SessionManager {
             };
             match self.perform(plan).await? {
                 Done::Wrote { key, record } => {
-                    let cookie = self
-                        .config()
-                        .set_cookie(key.as_str(), cookie_expiry(&record, self.config()));
+                    // A save under the key the browser already holds needs no new cookie
+                    // unless its expiry must move: sending the same key again could
+                    // overwrite the cookie of a login racing this request in another tab.
+                    let resend = cookie_held.as_ref().is_none_or(|(held, expires)| {
+                        *held != key || cookie_refresh_due(*expires, &record, self.config())
+                    });
+                    let cookie = resend.then(|| {
+                        self.config()
+                            .set_cookie(key.as_str(), cookie_expiry(&record, self.config()))
+                    });
                     let version = record.version;
                     session
                         .lock()
                         .committed(Some(key), Some((&record, version)));
                     return Ok(Commit {
-                        cookie: CookieAction::Set(SetCookie(cookie)),
+                        cookie: cookie
+                            .map_or(CookieAction::Keep, |c| CookieAction::Set(SetCookie(c))),
                         vary_cookie: true,
                         writes_dropped: false,
+                        written: true,
                     });
                 }
                 Done::Touched { key, expires_at } => {
@@ -256,11 +270,15 @@ impl SessionManager {
                         cookie: CookieAction::Set(SetCookie(cookie)),
                         vary_cookie: true,
                         writes_dropped: false,
+                        written: true,
                     });
                 }
                 Done::Removed => {
                     session.lock().committed(None, None);
-                    return Ok(Commit::remove(self.config()));
+                    return Ok(Commit {
+                        written: true,
+                        ..Commit::remove(self.config())
+                    });
                 }
                 Done::Nothing { remove_cookie } => {
                     return Ok(if remove_cookie {
@@ -398,6 +416,7 @@ impl SessionManager {
             cookie: CookieAction::Keep,
             vary_cookie: vary,
             writes_dropped: dropped,
+            written: false,
         }
     }
 
@@ -609,6 +628,10 @@ pub struct Commit {
     /// the request's cookie named a session ended moments ago. Nothing was written and no
     /// cookie is sent, so the cookie that request set stays.
     pub writes_dropped: bool,
+    /// Whether this commit wrote to the store (created, saved, touched, rotated or ended
+    /// the session). A save under the key the browser already holds may write without
+    /// sending a cookie.
+    pub written: bool,
 }
 
 impl Commit {
@@ -617,6 +640,7 @@ impl Commit {
             cookie: CookieAction::Keep,
             vary_cookie,
             writes_dropped: false,
+            written: false,
         }
     }
 
@@ -625,6 +649,7 @@ impl Commit {
             cookie: CookieAction::Remove(SetCookie(config.removal_cookie())),
             vary_cookie: true,
             writes_dropped: false,
+            written: false,
         }
     }
 

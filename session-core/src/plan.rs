@@ -117,3 +117,19 @@ pub(crate) fn cookie_expiry(record: &Record, config: &SessionConfig) -> Option<O
     };
     (!browser).then_some(record.expires_at)
 }
+
+/// Whether a cookie set to expire at `held` must be sent again for `record`, saved under
+/// the same key: a browser-session cookie never (it has no expiry), otherwise once the
+/// expiry moved by the rule of [`touch_due`] (a hundredth of the remaining window, at most
+/// a minute), so a burst of saves sends one cookie.
+pub(crate) fn cookie_refresh_due(
+    held: OffsetDateTime,
+    record: &Record,
+    config: &SessionConfig,
+) -> bool {
+    if cookie_expiry(record, config).is_none() {
+        return false;
+    }
+    let window = record.expires_at - OffsetDateTime::now_utc();
+    touch_due(Some(held), record.expires_at, window) || record.expires_at < held
+}

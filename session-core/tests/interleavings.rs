@@ -416,7 +416,12 @@ impl Run {
     /// The index among the created keys of the key a commit set as cookie, if it set one.
     fn index_of_cookie(&self, commit: &Commit) -> Option<usize> {
         let CookieAction::Set(c) = &commit.cookie else {
-            return None;
+            // A save under the key the browser holds (only ever K0 here) writes without
+            // sending that key again.
+            return (commit.written
+                && !commit.writes_dropped
+                && commit.cookie == CookieAction::Keep)
+                .then_some(0);
         };
         let pair = c.as_str().split(';').next().unwrap_or("");
         let value = pair.split_once('=').map_or("", |(_, v)| v);
@@ -456,7 +461,7 @@ impl Run {
 }
 
 fn is_success(c: &Commit) -> bool {
-    !matches!(c.cookie, CookieAction::Keep) && !c.writes_dropped
+    c.written && !c.writes_dropped
 }
 
 fn is_dropped(c: &Commit) -> bool {
