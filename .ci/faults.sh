@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The fault-injection suites of session-faults, then the full load test (60 s a store).
+# The fault-injection suites of the test crate (tests/, package session-tests), then the
+# full load test (60 s a store).
 #
 # - tests/servers.rs: private redis-server, PostgreSQL (initdb/postgres as the `postgres`
 #   user) and MariaDB (mariadb-install-db/mariadbd) on spare loopback ports, killed and
@@ -13,5 +14,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export SESSION_TEST_POSTGRES_URL=${SESSION_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
 export SESSION_TEST_REDIS_URL=${SESSION_TEST_REDIS_URL:-redis://127.0.0.1:6379/}
-cargo test -p session-faults -- --include-ignored
-LOAD_SECONDS=${LOAD_SECONDS:-60} cargo run --release -p session-faults --example load -- sqlite postgres redis
+cargo test -p session-tests --test servers --test file_faults --test file_crash --test load -- --include-ignored
+LOAD_SECONDS=${LOAD_SECONDS:-60} cargo run --release -p session-tests --example load -- sqlite postgres redis

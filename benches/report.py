@@ -321,7 +321,7 @@ def write(args):
             L.append(f"own estimate, what its byte bound counts); resident memory grew by")
             L.append(f"{m['rss_bytes_per_session']:.0f} bytes per session (RSS delta ÷ sessions, including allocator slack).")
             L.append("")
-    load = ROOT / "session-faults" / "LOAD.md"
+    load = ROOT / "tests" / "LOAD.md"
     if load.exists():
         # The load test is a separate program (60 s a store); its own page keeps the
         # figures of its last run, included here as they stand.

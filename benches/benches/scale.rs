@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use session_core::{Record, SessionKey, Store};
+use session_tests::stores::{self, Namespace};
 use time::OffsetDateTime;
 
 use common::Size;
@@ -85,12 +86,7 @@ where
 
 async fn postgres() -> Option<Value> {
     let url = common::service_url("SESSION_TEST_POSTGRES_URL", "PostgreSQL scale")?;
-    let store = session_db::PostgresStore::builder()
-        .with_table_name(session_db::TableName::new("bench_scale").expect("name"))
-        .connect(&url)
-        .await
-        .expect("postgres");
-    store.migrate().await.expect("migrate");
+    let store = stores::postgres(&url, &Namespace::named("bench_scale")).await;
     let pool = store.pool().clone();
     sqlx::query("TRUNCATE bench_scale")
         .execute(&pool)
@@ -129,12 +125,7 @@ async fn sqlite() -> Value {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
     let url = format!("sqlite://{}", dir.join("scale.db").display());
-    let store = session_db::SqliteStore::builder()
-        .with_table_name(session_db::TableName::new("bench_scale").expect("name"))
-        .connect(&url)
-        .await
-        .expect("sqlite");
-    store.migrate().await.expect("migrate");
+    let store = stores::sqlite(&url, &Namespace::named("bench_scale")).await;
     let pool = store.pool().clone();
     let n = rows();
     let past = session_core::unix_millis(OffsetDateTime::now_utc()) - 3_600_000;
@@ -167,7 +158,7 @@ async fn file() -> Value {
     let dir = std::env::temp_dir().join("session-bench-scale-files");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("dir");
-    let store = session_file::FileStore::open(&dir).expect("file store");
+    let store = stores::file(&dir);
     let n = files();
     let mut record: Record = Size::K1.record();
     record.expires_at = OffsetDateTime::now_utc() - time::Duration::hours(1);

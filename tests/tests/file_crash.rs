@@ -16,7 +16,7 @@ use session_core::{Record, SessionKey, Store};
 use session_file::{FileStore, Step};
 use time::OffsetDateTime;
 
-const CHILD: &str = "SESSION_FAULTS_CRASH_CHILD";
+const CHILD: &str = "SESSION_TESTS_CRASH_CHILD";
 
 const STEPS: [(Step, &str); 4] = [
     (Step::Write, "write"),

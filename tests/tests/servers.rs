@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use session_cache::RedisStore;
 use session_core::{Error, Record, SessionConfig, SessionKey, SessionManager, Store};
 use session_db::{MySqlStore, PostgresStore};
-use session_faults::Server;
+use session_tests::Server;
 use time::OffsetDateTime;
 
 /// Scheduling slack allowed over a store's configured limit.
@@ -278,8 +278,8 @@ fn redis_fixture() -> Fixture {
     let server = Server::redis().expect("start redis-server");
     let (connect, response) = (Duration::from_millis(300), Duration::from_millis(300));
     let store = RedisStore::builder()
-        .connect_timeout(connect)
-        .response_timeout(response)
+        .with_connect_timeout(connect)
+        .with_response_timeout(response)
         .connect_lazy(&server.url())
         .expect("redis store");
     Fixture {

@@ -11,8 +11,6 @@
 // A failed unwrap is how a test reports an unexpected error.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
@@ -25,7 +23,7 @@ use serde_json::Value;
 use session_core::{Data, Error, Expiry, Record, SessionKey, Store, from_unix_millis, unix_millis};
 use time::{Duration, OffsetDateTime};
 
-use common::{Kind, Opened, open};
+use session_tests::{Kind, Opened, open};
 
 /// How far from "now" an expiry lies, in milliseconds.
 #[derive(Clone, Copy, Debug)]

@@ -1,6 +1,4 @@
-//! Test support for `session-faults`: private database servers that a test starts,
-//! kills, pauses and restarts (the tests themselves live in `tests/`, the load generator
-//! in `examples/load.rs`).
+//! Private database servers that a fault test starts, kills, pauses and restarts.
 //!
 //! A [`Server`] runs in its own temporary directory on a spare loopback port, with no
 //! persistence settings that slow tests down (`fsync=off`, no Redis snapshots). It is
@@ -27,7 +25,7 @@ use std::time::{Duration, Instant};
 
 /// Which server a [`Server`] runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum ServerKind {
     /// `redis-server`.
     Redis,
     /// PostgreSQL (`postgres`, initialised by `initdb`).
@@ -41,7 +39,7 @@ const READY_WITHIN: Duration = Duration::from_secs(30);
 
 /// A private database server on `127.0.0.1:<port>`, in a temporary directory.
 pub struct Server {
-    kind: Kind,
+    kind: ServerKind,
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -152,7 +150,7 @@ impl Server {
     ///
     /// When `redis-server` cannot be run or does not answer in time.
     pub fn redis() -> io::Result<Self> {
-        Self::init(Kind::Redis, tempfile::tempdir()?)
+        Self::init(ServerKind::Redis, tempfile::tempdir()?)
     }
 
     /// Initialises a PostgreSQL cluster (`initdb`, trust authentication, user
@@ -174,7 +172,7 @@ impl Server {
                 .gid(gid),
             "initdb",
         )?;
-        Self::init(Kind::Postgres, dir)
+        Self::init(ServerKind::Postgres, dir)
     }
 
     /// Initialises a MariaDB data directory (with an empty `test` database) and starts
@@ -197,10 +195,10 @@ impl Server {
         )?;
         // A database is a directory to MariaDB.
         fs::create_dir(data.join("test"))?;
-        Self::init(Kind::MariaDb, dir)
+        Self::init(ServerKind::MariaDb, dir)
     }
 
-    fn init(kind: Kind, dir: tempfile::TempDir) -> io::Result<Self> {
+    fn init(kind: ServerKind, dir: tempfile::TempDir) -> io::Result<Self> {
         let mut server = Self {
             kind,
             port: spare_port()?,
@@ -213,7 +211,7 @@ impl Server {
 
     /// Which server this is.
     #[must_use]
-    pub fn kind(&self) -> Kind {
+    pub fn kind(&self) -> ServerKind {
         self.kind
     }
 
@@ -229,9 +227,9 @@ impl Server {
     #[must_use]
     pub fn url(&self) -> String {
         match self.kind {
-            Kind::Redis => format!("redis://127.0.0.1:{}/", self.port),
-            Kind::Postgres => format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
-            Kind::MariaDb => format!("mysql://root@127.0.0.1:{}/test", self.port),
+            ServerKind::Redis => format!("redis://127.0.0.1:{}/", self.port),
+            ServerKind::Postgres => format!("postgres://postgres@127.0.0.1:{}/postgres", self.port),
+            ServerKind::MariaDb => format!("mysql://root@127.0.0.1:{}/test", self.port),
         }
     }
 
@@ -245,14 +243,14 @@ impl Server {
         let dir = self.dir.path();
         let port = self.port.to_string();
         let mut cmd = match self.kind {
-            Kind::Redis => {
+            ServerKind::Redis => {
                 let mut cmd = Command::new("redis-server");
                 cmd.args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
                     .args(["--appendonly", "no", "--dir"])
                     .arg(dir);
                 cmd
             }
-            Kind::Postgres => {
+            ServerKind::Postgres => {
                 let (uid, gid) = user_ids("postgres")?;
                 let mut cmd = Command::new("postgres");
                 cmd.arg("-D")
@@ -264,7 +262,7 @@ impl Server {
                     .gid(gid);
                 cmd
             }
-            Kind::MariaDb => {
+            ServerKind::MariaDb => {
                 let mut cmd = Command::new("mariadbd");
                 cmd.arg("--no-defaults")
                     .arg(format!("--datadir={}", dir.join("data").display()))
@@ -330,12 +328,12 @@ impl Server {
     /// Whether the server accepts and serves connections.
     fn ready(&self) -> bool {
         match self.kind {
-            Kind::Redis => ping_redis(self.port).unwrap_or(false),
-            Kind::Postgres => Command::new("pg_isready")
+            ServerKind::Redis => ping_redis(self.port).unwrap_or(false),
+            ServerKind::Postgres => Command::new("pg_isready")
                 .args(["-q", "-h", "127.0.0.1", "-p", &self.port.to_string()])
                 .status()
                 .is_ok_and(|s| s.success()),
-            Kind::MariaDb => {
+            ServerKind::MariaDb => {
                 TcpStream::connect(("127.0.0.1", self.port)).is_ok()
                     && self.dir.path().join("sock").exists()
             }

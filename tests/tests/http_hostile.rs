@@ -19,8 +19,6 @@
 // A failed unwrap is how a test reports an unexpected error.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 
 use axum::Router;
@@ -39,7 +37,7 @@ use session_tower::{Session, SessionLayer};
 use time::OffsetDateTime;
 use tower::ServiceExt;
 
-use common::{COOKIE_SECRET, Counting, Counts, Kind, Opened, open};
+use session_tests::{COOKIE_SECRET, Counting, Counts, Kind, Opened, open};
 
 /// An app with three routes: `/noop` never touches the session, `/read` reads the visit
 /// counter, `/write` increments it.
@@ -347,14 +345,20 @@ async fn a_rotated_or_ended_key_sets_no_cookie(kind: Kind) {
     for path in ["/read", "/write", "/login", "/logout", "/noop"] {
         let late = send(&app, path, &[&format!("sessionid={old}")]).await;
         assert_eq!(late.status, StatusCode::OK, "{kind:?} {path}");
-        assert_eq!(late.set_cookie(), None, "{kind:?} {path}: the login cookie is clobbered");
+        assert_eq!(
+            late.set_cookie(),
+            None,
+            "{kind:?} {path}: the login cookie is clobbered"
+        );
         if path == "/read" {
             assert_eq!(late.body, "None", "{kind:?}: the old key reads data");
         }
     }
     assert_eq!(counts.writes(), writes, "{kind:?}: the late requests wrote");
     assert_eq!(
-        send(&app, "/read", &[&format!("sessionid={new}")]).await.body,
+        send(&app, "/read", &[&format!("sessionid={new}")])
+            .await
+            .body,
         "Some(1)",
         "{kind:?}: the new session changed"
     );
@@ -362,7 +366,11 @@ async fn a_rotated_or_ended_key_sets_no_cookie(kind: Kind) {
     let out = send(&app, "/logout", &[&format!("sessionid={new}")]).await;
     assert!(out.removes_cookie(), "{kind:?}");
     let late = send(&app, "/write", &[&format!("sessionid={new}")]).await;
-    assert_eq!(late.set_cookie(), None, "{kind:?}: a late write brought a cookie back");
+    assert_eq!(
+        late.set_cookie(),
+        None,
+        "{kind:?}: a late write brought a cookie back"
+    );
     opened.finish().await;
 }
 

@@ -11,7 +11,7 @@
 //! ```text
 //! SESSION_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test \
 //! SESSION_TEST_REDIS_URL=redis://127.0.0.1:6379/ \
-//! LOAD_SECONDS=60 cargo run --release -p session-faults --example load -- sqlite postgres redis
+//! LOAD_SECONDS=60 cargo run --release -p session-tests --example load -- sqlite postgres redis
 //! ```
 //!
 //! Environment: `LOAD_SECONDS` (default 60), `LOAD_CLIENTS` (default 64). Stores (the
@@ -23,7 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use session_core::SessionKey;
+use session_tests::stores::{Namespace, Service, drop_postgres, postgres, remove_redis_keys};
 
 /// What one client did.
 #[derive(Debug, Default)]
@@ -40,16 +40,6 @@ fn env_u64(name: &str, default: u64) -> u64 {
             .unwrap_or_else(|_| panic!("{name} must be a whole number, got {v:?}")),
         Err(_) => default,
     }
-}
-
-fn service_url(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} must be set for this store"))
-}
-
-/// `url` with `param=value` added to its query.
-fn with_param(url: &str, param: &str, value: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{param}={value}")
 }
 
 /// The visit count a home page shows.
@@ -170,8 +160,8 @@ async fn main() {
 /// Runs the load against each named store (`sqlite`, `postgres`, `redis`) in turn; true
 /// when every run had no error and every visit counter matched.
 pub(crate) async fn run_all(stores: &[String], seconds: u64, clients: u64) -> bool {
-    // One name for this run's table and key prefix.
-    let tag = format!("load_{}", &SessionKey::generate().as_str()[..10]);
+    // One namespace for this run's table and key prefix.
+    let ns = Namespace::fresh("load");
     let tmp = tempfile::tempdir().expect("tempdir");
     let mut all_ok = true;
     for store in stores {
@@ -182,28 +172,17 @@ pub(crate) async fn run_all(stores: &[String], seconds: u64, clients: u64) -> bo
                 run("sqlite", &url, seconds, clients).await
             }
             "postgres" => {
-                let base = service_url("SESSION_TEST_POSTGRES_URL");
-                let ok = run(
-                    "postgres",
-                    &with_param(&base, "table", &tag),
-                    seconds,
-                    clients,
-                )
-                .await;
-                drop_table(&base, &tag).await;
+                let base = Service::Postgres.require();
+                let url = ns.url_for(Service::Postgres, &base);
+                let ok = run("postgres", &url, seconds, clients).await;
+                drop_postgres(postgres(&base, &ns).await).await;
                 ok
             }
             "redis" => {
-                let base = service_url("SESSION_TEST_REDIS_URL");
-                let prefix = format!("{tag}:");
-                let ok = run(
-                    "redis",
-                    &with_param(&base, "prefix", &prefix),
-                    seconds,
-                    clients,
-                )
-                .await;
-                remove_keys(&base, &prefix).await;
+                let base = Service::Redis.require();
+                let url = ns.url_for(Service::Redis, &base);
+                let ok = run("redis", &url, seconds, clients).await;
+                remove_redis_keys(base, ns.redis_prefix()).await;
                 ok
             }
             other => panic!("unknown store {other:?} (sqlite, postgres, redis)"),
@@ -211,36 +190,4 @@ pub(crate) async fn run_all(stores: &[String], seconds: u64, clients: u64) -> bo
         all_ok &= ok;
     }
     all_ok
-}
-
-async fn drop_table(url: &str, table: &str) {
-    let store = session_db::PostgresStore::connect(url)
-        .await
-        .expect("connect");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP TABLE IF EXISTS \"{table}\""
-    )))
-    .execute(store.pool())
-    .await
-    .expect("drop the load table");
-}
-
-async fn remove_keys(url: &str, prefix: &str) {
-    let client = redis::Client::open(url).expect("redis url");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connect");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .expect("KEYS");
-    for chunk in keys.chunks(500) {
-        let () = redis::cmd("DEL")
-            .arg(chunk)
-            .query_async(&mut conn)
-            .await
-            .expect("DEL");
-    }
 }
