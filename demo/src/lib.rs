@@ -41,7 +41,7 @@ struct App {
 ///
 /// Never for the built-in values; a [`sessions::ConfigError`] if they were invalid.
 pub fn session_config(secure: bool) -> Result<SessionConfig, sessions::ConfigError> {
-    SessionConfig::builder().cookie_secure(secure).build()
+    SessionConfig::builder().with_cookie_secure(secure).build()
 }
 
 /// The demo's routes, with sessions committed through `manager`; `store_url` is shown

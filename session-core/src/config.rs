@@ -58,13 +58,13 @@ impl SameSite {
 /// use time::Duration;
 ///
 /// let config = SessionConfig::builder()
-///     .cookie_name("__Host-session")
-///     .cookie_age(Duration::hours(8))
-///     .cookie_samesite(SameSite::Strict)
+///     .with_cookie_name("__Host-session")
+///     .with_cookie_age(Duration::hours(8))
+///     .with_cookie_samesite(SameSite::Strict)
 ///     .build()?;
 /// assert_eq!(config.cookie_name(), "__Host-session");
 ///
-/// assert!(SessionConfig::builder().cookie_path("/; Domain=evil.example").build().is_err());
+/// assert!(SessionConfig::builder().with_cookie_path("/; Domain=evil.example").build().is_err());
 /// # Ok::<(), session_core::ConfigError>(())
 /// ```
 #[derive(Clone, PartialEq, Eq)]
@@ -277,70 +277,70 @@ impl SessionConfigBuilder {
     /// Sets the cookie's name (an RFC 6265 token; `__Host-` and `__Secure-` prefixes are
     /// checked against the other attributes).
     #[must_use]
-    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+    pub fn with_cookie_name(mut self, name: impl Into<String>) -> Self {
         self.cookie_name = Some(name.into());
         self
     }
 
     /// Sets how long a session lives (more than zero; at most 400 days, what browsers keep).
     #[must_use]
-    pub fn cookie_age(mut self, age: Duration) -> Self {
+    pub fn with_cookie_age(mut self, age: Duration) -> Self {
         self.cookie_age = Some(age.whole_seconds());
         self
     }
 
     /// Sets the cookie's `Domain` attribute.
     #[must_use]
-    pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
+    pub fn with_cookie_domain(mut self, domain: impl Into<String>) -> Self {
         self.cookie_domain = Some(domain.into());
         self
     }
 
     /// Sets the cookie's `Path` attribute (starts with `/`).
     #[must_use]
-    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
+    pub fn with_cookie_path(mut self, path: impl Into<String>) -> Self {
         self.cookie_path = Some(path.into());
         self
     }
 
     /// Sets whether the cookie has `Secure` (turn off only for plain-HTTP development).
     #[must_use]
-    pub fn cookie_secure(mut self, yes: bool) -> Self {
+    pub fn with_cookie_secure(mut self, yes: bool) -> Self {
         self.cookie_secure = Some(yes);
         self
     }
 
     /// Sets whether the cookie has `HttpOnly`.
     #[must_use]
-    pub fn cookie_httponly(mut self, yes: bool) -> Self {
+    pub fn with_cookie_httponly(mut self, yes: bool) -> Self {
         self.cookie_httponly = Some(yes);
         self
     }
 
     /// Sets the cookie's `SameSite` attribute (`None` requires `Secure`).
     #[must_use]
-    pub fn cookie_samesite(mut self, same_site: SameSite) -> Self {
+    pub fn with_cookie_samesite(mut self, same_site: SameSite) -> Self {
         self.cookie_samesite = Some(same_site);
         self
     }
 
     /// Sets whether sessions without an override get a browser-session cookie.
     #[must_use]
-    pub fn expire_at_browser_close(mut self, yes: bool) -> Self {
+    pub fn with_expire_at_browser_close(mut self, yes: bool) -> Self {
         self.expire_at_browser_close = Some(yes);
         self
     }
 
     /// Sets whether every request with a session saves it.
     #[must_use]
-    pub fn save_every_request(mut self, yes: bool) -> Self {
+    pub fn with_save_every_request(mut self, yes: bool) -> Self {
         self.save_every_request = Some(yes);
         self
     }
 
     /// Sets how often a commit retries after a `Conflict` (at most 100).
     #[must_use]
-    pub fn conflict_retries(mut self, retries: u32) -> Self {
+    pub fn with_conflict_retries(mut self, retries: u32) -> Self {
         self.conflict_retries = Some(retries);
         self
     }
@@ -348,7 +348,7 @@ impl SessionConfigBuilder {
     /// Sets how long a rotated or logged-out key stays recognised (see
     /// [`SessionConfig::ended_grace`]; zero to at most one day).
     #[must_use]
-    pub fn ended_grace(mut self, grace: Duration) -> Self {
+    pub fn with_ended_grace(mut self, grace: Duration) -> Self {
         self.ended_grace = Some(i64::try_from(grace.whole_milliseconds()).unwrap_or(i64::MAX));
         self
     }
@@ -356,7 +356,7 @@ impl SessionConfigBuilder {
     /// Sets whether a `public` `Cache-Control` on a response that sets the session cookie
     /// is replaced by `private` (see [`SessionConfig::override_public_cache_control`]).
     #[must_use]
-    pub fn override_public_cache_control(mut self, yes: bool) -> Self {
+    pub fn with_override_public_cache_control(mut self, yes: bool) -> Self {
         self.override_public_cache_control = Some(yes);
         self
     }
@@ -494,24 +494,26 @@ mod tests {
     fn header_injection_is_refused_at_build_time() {
         let b = SessionConfig::builder;
         let bad = [
-            b().cookie_name("sid\r\nSet-Cookie: x=1"),
-            b().cookie_name("a=b"),
-            b().cookie_name("a;b"),
-            b().cookie_name(""),
-            b().cookie_name("a b"),
-            b().cookie_path("/; Domain=evil.example"),
-            b().cookie_path("/\n"),
-            b().cookie_path("relative"),
-            b().cookie_domain("example.com; Secure"),
-            b().cookie_domain("exa mple.com"),
-            b().cookie_domain(""),
-            b().cookie_age(Duration::ZERO),
-            b().cookie_age(Duration::days(401)),
-            b().cookie_samesite(SameSite::None).cookie_secure(false),
-            b().cookie_name("__Host-x").cookie_path("/app"),
-            b().cookie_name("__Host-x").cookie_domain("example.com"),
-            b().cookie_name("__Secure-x").cookie_secure(false),
-            b().conflict_retries(1000),
+            b().with_cookie_name("sid\r\nSet-Cookie: x=1"),
+            b().with_cookie_name("a=b"),
+            b().with_cookie_name("a;b"),
+            b().with_cookie_name(""),
+            b().with_cookie_name("a b"),
+            b().with_cookie_path("/; Domain=evil.example"),
+            b().with_cookie_path("/\n"),
+            b().with_cookie_path("relative"),
+            b().with_cookie_domain("example.com; Secure"),
+            b().with_cookie_domain("exa mple.com"),
+            b().with_cookie_domain(""),
+            b().with_cookie_age(Duration::ZERO),
+            b().with_cookie_age(Duration::days(401)),
+            b().with_cookie_samesite(SameSite::None)
+                .with_cookie_secure(false),
+            b().with_cookie_name("__Host-x").with_cookie_path("/app"),
+            b().with_cookie_name("__Host-x")
+                .with_cookie_domain("example.com"),
+            b().with_cookie_name("__Secure-x").with_cookie_secure(false),
+            b().with_conflict_retries(1000),
         ];
         for builder in bad {
             let shown = format!("{builder:?}");
@@ -522,7 +524,7 @@ mod tests {
     #[test]
     fn errors_name_the_setting() {
         let e = SessionConfig::builder()
-            .cookie_path("x")
+            .with_cookie_path("x")
             .build()
             .expect_err("refused");
         assert_eq!(e.setting(), "cookie_path");
@@ -532,9 +534,9 @@ mod tests {
     #[test]
     fn set_cookie_carries_every_attribute() {
         let c = SessionConfig::builder()
-            .cookie_domain("example.com")
-            .cookie_path("/app")
-            .cookie_samesite(SameSite::Strict)
+            .with_cookie_domain("example.com")
+            .with_cookie_path("/app")
+            .with_cookie_samesite(SameSite::Strict)
             .build()
             .expect("valid");
         let at = time::OffsetDateTime::now_utc() + Duration::hours(1);

@@ -1108,8 +1108,8 @@ fn manager_for(store: &Arc<dyn Store>, grace: Duration) -> SessionManager {
     // Many requests of one session at once, as the checks make, need more rounds than a
     // browser's few tabs.
     let config = SessionConfig::builder()
-        .ended_grace(grace)
-        .conflict_retries(100)
+        .with_ended_grace(grace)
+        .with_conflict_retries(100)
         .build()
         .unwrap_or_else(|e| panic!("valid config: {e}"));
     SessionManager::new(store.clone(), config)

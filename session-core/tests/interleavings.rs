@@ -489,7 +489,7 @@ fn commit_text(c: &Result<Commit>) -> String {
 
 fn config() -> SessionConfig {
     SessionConfig::builder()
-        .conflict_retries(100)
+        .with_conflict_retries(100)
         .build()
         .expect("a valid configuration")
 }

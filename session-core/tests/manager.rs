@@ -412,7 +412,7 @@ async fn browser_session_expiry_sets_no_max_age() {
     for (config, expiry) in [
         (
             SessionConfig::builder()
-                .expire_at_browser_close(true)
+                .with_expire_at_browser_close(true)
                 .build()
                 .expect("valid"),
             None,
@@ -516,7 +516,7 @@ async fn fixed_expiry_read_does_not_touch() {
 #[tokio::test]
 async fn save_every_request_saves_untouched_and_read_only_requests() {
     let config = SessionConfig::builder()
-        .save_every_request(true)
+        .with_save_every_request(true)
         .build()
         .expect("valid");
     let (store, m) = setup(config);
@@ -686,7 +686,7 @@ async fn conflict_retries_are_bounded() {
     let m = SessionManager::new(
         Arc::new(AlwaysConflict(MemoryStore::new())),
         SessionConfig::builder()
-            .conflict_retries(3)
+            .with_conflict_retries(3)
             .build()
             .expect("valid"),
     );

@@ -1155,7 +1155,7 @@ fn the_largest_accepted_session_fits_with_the_managers_attributes() {
 
     for mode in MODES {
         let config = SessionConfig::builder()
-            .cookie_domain("a-rather-long-subdomain.example.org")
+            .with_cookie_domain("a-rather-long-subdomain.example.org")
             .build()
             .expect("valid config");
         let manager = SessionManager::new(Arc::new(store(mode, SECRET)), config);

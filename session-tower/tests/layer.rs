@@ -425,7 +425,7 @@ async fn responses_that_set_the_cookie_are_kept_out_of_shared_caches() {
     let strict = app_with(
         Arc::new(MemoryStore::new()),
         SessionConfig::builder()
-            .override_public_cache_control(true)
+            .with_override_public_cache_control(true)
             .build()
             .expect("valid"),
     );

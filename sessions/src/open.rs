@@ -74,7 +74,7 @@ pub async fn open_with(url: &str, session: &SessionConfig) -> Result<Arc<dyn Sto
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let config = sessions::SessionConfig::builder().cookie_name("sid").build()?;
+/// let config = sessions::SessionConfig::builder().with_cookie_name("sid").build()?;
 /// let manager = sessions::manager("memory://", config).await?;
 /// assert_eq!(manager.config().cookie_name(), "sid");
 /// # Ok(()) }

@@ -238,8 +238,8 @@ async fn redis_cluster_url_opens_a_store() {
 async fn the_cookie_name_has_one_source_the_session_config() {
     let url = format!("cookie+encrypted://?secret_env={SECRET_VAR}");
     let sid = sessions::SessionConfig::builder()
-        .cookie_name("sid")
-        .cookie_secure(false)
+        .with_cookie_name("sid")
+        .with_cookie_secure(false)
         .build()
         .expect("valid");
     let manager = sessions::manager(&url, sid).await.expect("opens");

@@ -432,22 +432,23 @@ per_store! {
 fn header_injection_through_the_configuration_is_refused_at_build_time() {
     let b = SessionConfig::builder;
     let bad = [
-        b().cookie_name("sid\r\nSet-Cookie: admin=1"),
-        b().cookie_name("sid\nX: y"),
-        b().cookie_name("sid; Domain=evil.example"),
-        b().cookie_name("sid=x"),
-        b().cookie_name("s id"),
-        b().cookie_name("sid\0"),
-        b().cookie_name("séance"),
-        b().cookie_path("/\r\nSet-Cookie: admin=1"),
-        b().cookie_path("/; Domain=evil.example"),
-        b().cookie_path("/\u{7f}"),
-        b().cookie_path("/é"),
-        b().cookie_domain("example.com\r\nX: y"),
-        b().cookie_domain("example.com; Secure"),
-        b().cookie_domain("example.com/path"),
-        b().cookie_domain("exa mple.com"),
-        b().cookie_samesite(SameSite::None).cookie_secure(false),
+        b().with_cookie_name("sid\r\nSet-Cookie: admin=1"),
+        b().with_cookie_name("sid\nX: y"),
+        b().with_cookie_name("sid; Domain=evil.example"),
+        b().with_cookie_name("sid=x"),
+        b().with_cookie_name("s id"),
+        b().with_cookie_name("sid\0"),
+        b().with_cookie_name("séance"),
+        b().with_cookie_path("/\r\nSet-Cookie: admin=1"),
+        b().with_cookie_path("/; Domain=evil.example"),
+        b().with_cookie_path("/\u{7f}"),
+        b().with_cookie_path("/é"),
+        b().with_cookie_domain("example.com\r\nX: y"),
+        b().with_cookie_domain("example.com; Secure"),
+        b().with_cookie_domain("example.com/path"),
+        b().with_cookie_domain("exa mple.com"),
+        b().with_cookie_samesite(SameSite::None)
+            .with_cookie_secure(false),
     ];
     for builder in bad {
         let shown = format!("{builder:?}");
@@ -482,18 +483,18 @@ proptest! {
             let at = at.min(s.len());
             format!("{}{evil}{}", &s[..at], &s[at..])
         };
-        let b = SessionConfig::builder().cookie_name(&name).cookie_path(&path).cookie_domain(&domain);
+        let b = SessionConfig::builder().with_cookie_name(&name).with_cookie_path(&path).with_cookie_domain(&domain);
         let broken = match which {
-            0 => b.cookie_name(insert(&name)),
-            1 => b.cookie_path(insert(&path)),
-            _ => b.cookie_domain(insert(&domain)),
+            0 => b.with_cookie_name(insert(&name)),
+            1 => b.with_cookie_path(insert(&path)),
+            _ => b.with_cookie_domain(insert(&domain)),
         };
         prop_assert!(broken.build().is_err());
 
         let config = SessionConfig::builder()
-            .cookie_name(&name)
-            .cookie_path(&path)
-            .cookie_domain(&domain)
+            .with_cookie_name(&name)
+            .with_cookie_path(&path)
+            .with_cookie_domain(&domain)
             .build()
             .unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

@@ -34,7 +34,7 @@ const PLAIN_TASKS: u64 = 10;
 
 fn manager(store: Arc<dyn session_core::Store>) -> SessionManager {
     let config = SessionConfig::builder()
-        .conflict_retries(100)
+        .with_conflict_retries(100)
         .build()
         .unwrap();
     SessionManager::new(store, config)
