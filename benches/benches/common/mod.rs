@@ -137,18 +137,7 @@ pub fn random_id() -> [u8; 32] {
     id
 }
 
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
-}
-
 /// A short random suffix for table names and prefixes of one run.
 pub fn run_suffix() -> String {
-    hex(&random_id()[..4])
+    hex::encode(&random_id()[..4])
 }

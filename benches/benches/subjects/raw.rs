@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use session_core::Record;
 
-use crate::common::{Size, hex, in_a_day, random_id};
+use crate::common::{Size, in_a_day, random_id};
 use crate::driver::Subject;
 
 #[derive(Clone, Copy)]
@@ -148,8 +148,10 @@ impl RawFile {
         }
     }
     async fn write(&self, h: &RawH) {
-        let path = self.dir.join(hex(&h.id));
-        let temp = self.dir.join(format!(".tmp-{}", hex(&random_id()[..12])));
+        let path = self.dir.join(hex::encode(h.id));
+        let temp = self
+            .dir
+            .join(format!(".tmp-{}", hex::encode(&random_id()[..12])));
         let bytes = Arc::clone(&self.bytes);
         tokio::task::spawn_blocking(move || {
             use std::io::Write as _;
@@ -172,7 +174,7 @@ impl Subject for RawFile {
         h
     }
     async fn load(&self, h: &RawH) {
-        let path = self.dir.join(hex(&h.id));
+        let path = self.dir.join(hex::encode(h.id));
         let bytes = tokio::task::spawn_blocking(move || std::fs::read(path))
             .await
             .expect("join")
@@ -187,7 +189,7 @@ impl Subject for RawFile {
         self.write(h).await;
     }
     async fn delete(&self, h: RawH) {
-        let path = self.dir.join(hex(&h.id));
+        let path = self.dir.join(hex::encode(h.id));
         tokio::task::spawn_blocking(move || std::fs::remove_file(path))
             .await
             .expect("join")

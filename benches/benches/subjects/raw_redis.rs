@@ -1,7 +1,7 @@
 //! Raw Redis: the commands and scripts of a compare-and-set store, on one connection.
 
 use super::raw::{RawH, framed, with_version};
-use crate::common::{Size, hex, in_a_day};
+use crate::common::{Size, in_a_day};
 use crate::driver::Subject;
 
 /// Raw redis on one multiplexed connection: `SET … PX … NX`, `GET`, `EVALSHA` (a
@@ -38,7 +38,7 @@ return 1",
         }
     }
     pub(crate) fn key(&self, h: &RawH) -> String {
-        format!("{}{}", self.prefix, hex(&h.id))
+        format!("{}{}", self.prefix, hex::encode(h.id))
     }
     async fn put(&self, h: &RawH) {
         let mut conn = self.conn.clone();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 
 use super::raw::RawH;
-use crate::common::{Size, hex, in_a_day};
+use crate::common::{Size, in_a_day};
 use crate::driver::Subject;
 
 /// The statements of a store, read from session-db's own SQL files.
@@ -78,7 +78,7 @@ macro_rules! raw_sql {
             }
             pub(crate) async fn insert(&self, h: &RawH) {
                 let n = sqlx::query(sqlx::AssertSqlSafe(Arc::clone(&self.sql.create)))
-                    .bind(hex(&h.id))
+                    .bind(hex::encode(h.id))
                     .bind(self.payload.as_slice())
                     .bind($time(self.expires_at))
                     .execute(&self.pool)
@@ -90,7 +90,7 @@ macro_rules! raw_sql {
             async fn select(&self, h: &RawH) {
                 use sqlx::Row as _;
                 let row = sqlx::query(sqlx::AssertSqlSafe(Arc::clone(&self.sql.load)))
-                    .bind(hex(&h.id))
+                    .bind(hex::encode(h.id))
                     .bind($time(OffsetDateTime::now_utc()))
                     .fetch_optional(&self.pool)
                     .await
@@ -105,7 +105,7 @@ macro_rules! raw_sql {
                 let n = sqlx::query(sqlx::AssertSqlSafe(Arc::clone(&self.sql.save)))
                     .bind(self.payload.as_slice())
                     .bind($time(self.expires_at))
-                    .bind(hex(&h.id))
+                    .bind(hex::encode(h.id))
                     .bind(i64::try_from(h.version).expect("version"))
                     .bind($time(OffsetDateTime::now_utc()))
                     .execute(&self.pool)
@@ -117,7 +117,7 @@ macro_rules! raw_sql {
             pub(crate) async fn extend(&self, h: &RawH) {
                 let n = sqlx::query(sqlx::AssertSqlSafe(Arc::clone(&self.sql.touch)))
                     .bind($time(in_a_day()))
-                    .bind(hex(&h.id))
+                    .bind(hex::encode(h.id))
                     .bind($time(OffsetDateTime::now_utc()))
                     .execute(&self.pool)
                     .await
@@ -127,7 +127,7 @@ macro_rules! raw_sql {
             }
             pub(crate) async fn remove(&self, h: &RawH) {
                 sqlx::query(sqlx::AssertSqlSafe(Arc::clone(&self.sql.delete)))
-                    .bind(hex(&h.id))
+                    .bind(hex::encode(h.id))
                     .execute(&self.pool)
                     .await
                     .expect("delete");
