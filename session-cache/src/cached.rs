@@ -178,6 +178,44 @@ impl<C: SessionCache, D: Store> CachedStore<C, D> {
         &self.db
     }
 
+    /// The body of `load` and `lookup`, as an inherent method so that `load` costs one
+    /// boxed future, not two.
+    async fn find(&self, key: &SessionKey) -> Result<Lookup> {
+        if !key.is_generated_shape() {
+            return Ok(Lookup::Absent);
+        }
+        let id = key.storage_id();
+        let mut fill = true;
+        if self.pending.contains(&id) {
+            // An earlier write could not drop this entry: the cache may hold an old copy.
+            if self.cache.tombstone(&id, self.tombstone_ttl).await.is_ok() {
+                self.pending.remove(&id);
+            }
+            fill = false;
+        } else {
+            match self.cache.get(&id).await {
+                Ok(Some(r)) if !r.is_expired() => return Ok(Lookup::Live(r)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(session = %id.short(), error = %e, "session cache read failed; reading the database");
+                    fill = false;
+                }
+            }
+        }
+        let started = Instant::now();
+        let found = self.db.lookup(key).await?;
+        if let Lookup::Live(r) = &found
+            && fill
+            && let Some(serve_for) = self.in_time(started)
+        {
+            // A failed fill changes nothing the database does not agree with: log only.
+            if let Err(e) = self.cache.put_if_newer(&id, r, serve_for).await {
+                tracing::warn!(session = %id.short(), error = %e, "session cache fill failed");
+            }
+        }
+        Ok(found)
+    }
+
     /// Whether a cache write that follows a database call started at `started` may still
     /// land: before any tombstone written after that call expires, and with some of the
     /// staleness bound left. Answers the entry's `serve_for` (what is left of the bound).
@@ -284,43 +322,11 @@ impl<C: SessionCache, D: Store> Store for CachedStore<C, D> {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        self.lookup(key).await.map(Lookup::into_live)
+        self.find(key).await.map(Lookup::into_live)
     }
 
     async fn lookup(&self, key: &SessionKey) -> Result<Lookup> {
-        if !key.is_generated_shape() {
-            return Ok(Lookup::Absent);
-        }
-        let id = key.storage_id();
-        let mut fill = true;
-        if self.pending.contains(&id) {
-            // An earlier write could not drop this entry: the cache may hold an old copy.
-            if self.cache.tombstone(&id, self.tombstone_ttl).await.is_ok() {
-                self.pending.remove(&id);
-            }
-            fill = false;
-        } else {
-            match self.cache.get(&id).await {
-                Ok(Some(r)) if !r.is_expired() => return Ok(Lookup::Live(r)),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(session = %id.short(), error = %e, "session cache read failed; reading the database");
-                    fill = false;
-                }
-            }
-        }
-        let started = Instant::now();
-        let found = self.db.lookup(key).await?;
-        if let Lookup::Live(r) = &found
-            && fill
-            && let Some(serve_for) = self.in_time(started)
-        {
-            // A failed fill changes nothing the database does not agree with: log only.
-            if let Err(e) = self.cache.put_if_newer(&id, r, serve_for).await {
-                tracing::warn!(session = %id.short(), error = %e, "session cache fill failed");
-            }
-        }
-        Ok(found)
+        self.find(key).await
     }
 
     async fn save(&self, key: &SessionKey, record: &Record) -> Result<SessionKey> {

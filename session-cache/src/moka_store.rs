@@ -269,7 +269,11 @@ impl Store for MokaStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        self.lookup(key).await.map(Lookup::into_live)
+        // Directly, not through `lookup`: one boxed future per load, not two.
+        match key.generated_bytes() {
+            Some(id) => Ok(self.live(&id).await),
+            None => Ok(None),
+        }
     }
 
     async fn lookup(&self, key: &SessionKey) -> Result<Lookup> {

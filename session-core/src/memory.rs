@@ -140,7 +140,15 @@ impl Store for MemoryStore {
     }
 
     async fn load(&self, key: &SessionKey) -> Result<Option<Record>> {
-        self.lookup(key).await.map(Lookup::into_live)
+        // Directly, not through `lookup`: one boxed future per load, not two.
+        let Some(id) = key.generated_bytes() else {
+            return Ok(None);
+        };
+        let now = OffsetDateTime::now_utc();
+        Ok(self.read(|map| match map.get(&id) {
+            Some(Slot::Live(r)) if !r.is_expired_at(now) => Some(r.clone()),
+            _ => None,
+        }))
     }
 
     async fn lookup(&self, key: &SessionKey) -> Result<Lookup> {
