@@ -1090,6 +1090,18 @@ pub async fn create_gives_up_when_every_key_collides(factory: &dyn Factory) {
             other => panic!("create over an existing key answered {other:?}"),
         }
     }
+    // Through the manager: a request that would create a session fails with the error
+    // (a 500 through a framework layer), never hangs, never hands out the taken key.
+    let m = manager_for(&fx.store, Duration::minutes(1));
+    let lazy = m.lazy(None);
+    let session = lazy.load().await.unwrap_or_else(|e| panic!("load: {e}"));
+    session
+        .insert_value("owner", json!("intruder"))
+        .unwrap_or_else(|e| panic!("insert: {e}"));
+    match with_forced_key(live.clone(), m.commit(&lazy, 200)).await {
+        Err(Error::KeyCollision { .. }) => {}
+        other => panic!("a commit creating over an existing key answered {other:?}"),
+    }
     let r = must_load(&*fx.store, &live).await;
     assert_eq!((r.version, r.data["owner"].clone()), (1, json!("first")));
     assert!(
