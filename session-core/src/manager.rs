@@ -198,6 +198,16 @@ impl SessionManager {
             None if lazy.names_nothing_this_store_holds() => {
                 return Ok(Commit::remove(self.config()));
             }
+            // A client-side store checks a cookie without I/O: one that fails its check
+            // (forged, tampered, expired) is removed even when the handler never read it.
+            None if !self.store().capabilities().server_side && lazy.has_client_key() => {
+                let stale = lazy.load().await?.lock().stale_cookie;
+                return Ok(if stale {
+                    Commit::remove(self.config())
+                } else {
+                    Commit::keep(false)
+                });
+            }
             None => return Ok(Commit::keep(false)),
         };
         // Requests of one session in this process commit one at a time: a commit that

@@ -1199,3 +1199,45 @@ fn the_largest_accepted_session_fits_with_the_managers_attributes() {
         );
     }
 }
+
+#[test]
+fn a_tampered_cookie_is_removed_even_by_a_request_that_never_reads_it() {
+    use session_core::{CookieAction, SessionConfig, SessionManager};
+    use std::sync::Arc;
+
+    for mode in MODES {
+        let manager = SessionManager::new(Arc::new(store(mode, SECRET)), SessionConfig::default());
+        let good = block(async {
+            let lazy = manager.lazy(None);
+            lazy.load().await?.insert("a", 1)?;
+            manager.commit(&lazy, 200).await
+        })
+        .expect("commit");
+        let CookieAction::Set(header) = good.cookie else {
+            panic!("{mode:?}: a new session sets its cookie");
+        };
+        let token = header
+            .as_str()
+            .split(';')
+            .next()
+            .and_then(|p| p.split_once('='))
+            .expect("pair")
+            .1
+            .to_owned();
+        // Untouched by the handler: a valid cookie is left alone...
+        let kept = block(async { manager.commit(&manager.lazy(Some(&token)), 200).await })
+            .expect("commit");
+        assert_eq!(kept.cookie, CookieAction::Keep, "{mode:?}");
+        // ...and one whose tag fails is removed.
+        let mut bytes = token.into_bytes();
+        let last = bytes.len() - 2;
+        bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(bytes).expect("ascii");
+        let removed = block(async { manager.commit(&manager.lazy(Some(&forged)), 200).await })
+            .expect("commit");
+        assert!(
+            matches!(removed.cookie, CookieAction::Remove(_)),
+            "{mode:?}: {removed:?}"
+        );
+    }
+}
