@@ -343,7 +343,7 @@ impl SessionManager {
         match plan {
             Plan::Nothing { remove_cookie } => Ok(Done::Nothing { remove_cookie }),
             Plan::EndedElsewhere { dropped } => Ok(Done::EndedElsewhere { dropped }),
-            Plan::Create(record) => self.create(record).await,
+            Plan::Create(record) => self.create(record).await.map(Done::wrote),
             Plan::Save { key, mut record } => match store.save(&key, &record).await {
                 Ok(key) => {
                     record.version = record.next_version()?;
@@ -363,9 +363,7 @@ impl SessionManager {
                 record,
             } => {
                 // The new record exists before the old one ends: no moment without the data.
-                let Done::Wrote { key, record } = self.create(record).await? else {
-                    return Err(Error::codec("create answered without a key"));
-                };
+                let (key, record) = self.create(record).await?;
                 match store.end(&old, version, self.remember_until()).await {
                     Ok(()) => Ok(Done::Wrote { key, record }),
                     Err(e) => {
@@ -378,7 +376,7 @@ impl SessionManager {
             Plan::End { key, version, then } => {
                 match store.end(&key, version, self.remember_until()).await {
                     Ok(()) => match then {
-                        Some(record) => self.create(record).await,
+                        Some(record) => self.create(record).await.map(Done::wrote),
                         None => Ok(Done::Removed),
                     },
                     Err(e) => ended(e, key),
@@ -387,11 +385,12 @@ impl SessionManager {
         }
     }
 
-    async fn create(&self, mut record: Record) -> Result<Done> {
+    /// Stores `record` under a fresh key: the key and the record as stored (version 1).
+    async fn create(&self, mut record: Record) -> Result<(SessionKey, Record)> {
         record.version = 0;
         let key = self.store().create(&record).await?;
         record.version = 1;
-        Ok(Done::Wrote { key, record })
+        Ok((key, record))
     }
 
     /// The lock whose turn a commit of the session under `key` waits for.
@@ -455,6 +454,12 @@ enum Done {
     EndedElsewhere { dropped: bool },
     /// The stored version under `key` moved: reload, re-apply, plan again.
     Changed { key: SessionKey },
+}
+
+impl Done {
+    fn wrote((key, record): (SessionKey, Record)) -> Self {
+        Self::Wrote { key, record }
+    }
 }
 
 /// A random pause before retry `attempt` (1, 2, ...): up to 1 ms, doubling per attempt to at
