@@ -921,6 +921,7 @@ pub async fn end_at_the_stored_version_ends_the_session(factory: &dyn Factory) {
 pub async fn end_with_another_version_is_conflict(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
     if !fx.caps.server_side {
+        client_side_end_ends_nothing(&fx).await;
         fx.finish().await;
         return;
     }
@@ -949,6 +950,7 @@ pub async fn end_with_another_version_is_conflict(factory: &dyn Factory) {
 pub async fn end_unknown_or_expired_key_is_not_found(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
     if !fx.caps.server_side {
+        client_side_end_ends_nothing(&fx).await;
         fx.finish().await;
         return;
     }
@@ -982,6 +984,7 @@ pub async fn end_unknown_or_expired_key_is_not_found(factory: &dyn Factory) {
 pub async fn ended_marker_is_forgotten_after_its_instant(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
     if !fx.caps.server_side {
+        client_side_end_ends_nothing(&fx).await;
         fx.finish().await;
         return;
     }
@@ -1011,6 +1014,7 @@ pub async fn ended_marker_is_forgotten_after_its_instant(factory: &dyn Factory) 
 pub async fn concurrent_ends_of_one_version_have_one_winner(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
     if !fx.caps.server_side {
+        client_side_end_ends_nothing(&fx).await;
         fx.finish().await;
         return;
     }
@@ -1038,6 +1042,7 @@ pub async fn concurrent_ends_of_one_version_have_one_winner(factory: &dyn Factor
 pub async fn end_racing_a_save_has_one_winner(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
     if !fx.caps.server_side {
+        client_side_end_ends_nothing(&fx).await;
         fx.finish().await;
         return;
     }
@@ -1070,6 +1075,7 @@ pub async fn end_racing_a_save_has_one_winner(factory: &dyn Factory) {
 pub async fn create_gives_up_when_every_key_collides(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
     if !fx.caps.server_side {
+        client_side_create_takes_no_fresh_key(&fx).await;
         fx.finish().await;
         return;
     }
@@ -1109,6 +1115,57 @@ pub async fn create_gives_up_when_every_key_collides(factory: &dyn Factory) {
         "the ended session came back"
     );
     fx.finish().await;
+}
+
+/// What a client-side store promises where a server-side one ends sessions: "A store
+/// without server-side records (a cookie store) has nothing to end and succeeds": `end`
+/// succeeds whatever the version, and the token keeps loading (it cannot be revoked).
+async fn client_side_end_ends_nothing(fx: &Fixture<'_>) {
+    let key = must_create(&*fx.store, &one("a", json!(1))).await;
+    for version in [0, 1, 2, u64::MAX] {
+        let got = fx.store.end(&key, version, remember()).await;
+        assert!(got.is_ok(), "client-side end at version {version}: {got:?}");
+    }
+    assert_eq!(
+        must_load(&*fx.store, &key).await.data["a"],
+        1,
+        "the token stopped loading"
+    );
+}
+
+/// A client-side store derives its key from the data: a forced key is not taken, and
+/// create still succeeds.
+async fn client_side_create_takes_no_fresh_key(fx: &Fixture<'_>) {
+    let first = must_create(&*fx.store, &one("owner", json!("first"))).await;
+    let got = with_forced_key(
+        first.clone(),
+        fx.store.create(&one("owner", json!("second"))),
+    )
+    .await;
+    let key = got.unwrap_or_else(|e| panic!("client-side create failed: {e}"));
+    assert_eq!(must_load(&*fx.store, &key).await.data["owner"], "second");
+    assert_eq!(must_load(&*fx.store, &first).await.data["owner"], "first");
+}
+
+/// Through the manager, a client-side store issues a token holding the data on every
+/// write, and a rotation issues a new token holding the same data.
+async fn client_side_tokens_carry_their_data(fx: &Fixture<'_>) {
+    let m = manager_for(&fx.store, Duration::minutes(1));
+    let key = logged_in(&m, "user", json!("ada")).await;
+    let (_, commit) = browse(&m, Some(&key), |s| {
+        s.cycle_key();
+        s.update("n", |n: Option<u64>| n.unwrap_or(0) + 1)
+            .unwrap_or_else(|e| panic!("update: {e}"));
+    })
+    .await;
+    let commit = must_commit(commit);
+    let token = set_value(&commit).unwrap_or_else(|| panic!("no token: {commit:?}"));
+    let (s, _) = browse(&m, Some(&token), |_| {}).await;
+    assert_eq!(
+        (s.get_value("user"), s.get_value("n")),
+        (Some(json!("ada")), Some(json!(1))),
+        "the rotated token lost the data"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1240,6 +1297,7 @@ pub async fn lifecycle_two_concurrent_rotations_have_one_winner(factory: &dyn Fa
 pub async fn lifecycle_rotation_keeps_a_concurrent_save(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
     if !fx.caps.server_side {
+        client_side_tokens_carry_their_data(&fx).await;
         fx.finish().await;
         return;
     }
@@ -1279,6 +1337,7 @@ pub async fn lifecycle_a_key_ended_moments_ago_gets_nothing_and_sets_no_cookie(
 ) {
     let fx = Fixture::new(factory).await;
     if !fx.caps.server_side {
+        client_side_tokens_carry_their_data(&fx).await;
         fx.finish().await;
         return;
     }
@@ -1323,6 +1382,7 @@ pub async fn lifecycle_a_key_ended_moments_ago_gets_nothing_and_sets_no_cookie(
 pub async fn lifecycle_unknown_and_forgotten_keys_get_their_cookie_removed(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
     if !fx.caps.server_side {
+        client_side_tokens_carry_their_data(&fx).await;
         fx.finish().await;
         return;
     }
@@ -1387,6 +1447,7 @@ pub async fn lifecycle_tossed_cookies_pick_the_first_live_session(factory: &dyn 
 pub async fn lifecycle_concurrent_updates_all_land(factory: &dyn Factory) {
     let fx = Fixture::new(factory).await;
     if !fx.caps.server_side {
+        client_side_tokens_carry_their_data(&fx).await;
         fx.finish().await;
         return;
     }
